@@ -1,0 +1,169 @@
+// Package contract holds every name that crosses a component boundary in
+// Conduit: annotation and label keys, ports, container names, the proxy's
+// uid, environment variable names, conduit-init flag names and metric names.
+//
+// The injector writes these names, the proxy and conduit-init read them, the
+// generator scrapes and grants them, and meshstat queries them. No other
+// package may define them.
+package contract
+
+import "strings"
+
+// Containers the injector adds to a pod.
+const (
+	ProxyContainerName = "conduit-proxy"
+	InitContainerName  = "conduit-init"
+)
+
+// Ports of the proxy.
+const (
+	// ProxyInboundPort receives inbound TCP redirected by conduit-init.
+	ProxyInboundPort = 4143
+	// ProxyOutboundPort receives outbound TCP redirected by conduit-init; it
+	// listens on loopback only.
+	ProxyOutboundPort = 4140
+	// ProxyTapPort serves the live tap stream.
+	ProxyTapPort = 4190
+	// ProxyAdminPort serves /metrics, /live and /ready.
+	ProxyAdminPort = 4191
+
+	ProxyOutboundListenHost = "127.0.0.1"
+
+	// Container port names the injector gives the proxy's ports. Kubernetes
+	// limits port names to 15 characters.
+	ProxyAdminPortName   = "conduit-admin"
+	ProxyTapPortName     = "conduit-tap"
+	ProxyInboundPortName = "conduit-proxy"
+)
+
+// Admin endpoints served on ProxyAdminPort.
+const (
+	AdminMetricsPath = "/metrics"
+	AdminLivePath    = "/live"
+	AdminReadyPath   = "/ready"
+)
+
+// ProxyUID is the uid the proxy runs as. conduit-init exempts traffic from
+// this uid from the outbound redirect, so the proxy's own connections leave
+// the pod instead of looping back into it.
+const ProxyUID = 2102
+
+// The inject annotation (or label), on a workload, its pod template or its
+// Namespace object.
+const (
+	AnnotationInject = "conduit.io/inject"
+	InjectEnabled    = "enabled"
+	InjectDisabled   = "disabled"
+)
+
+// Configuration annotations read by the injector from a workload or its pod
+// template.
+const (
+	AnnotationSkipInboundPorts  = "config.conduit.io/skip-inbound-ports"
+	AnnotationSkipOutboundPorts = "config.conduit.io/skip-outbound-ports"
+	AnnotationOpaquePorts       = "config.conduit.io/opaque-ports"
+	AnnotationProxyLogLevel     = "config.conduit.io/proxy-log-level"
+	AnnotationProxyCPURequest   = "config.conduit.io/proxy-cpu-request"
+	AnnotationProxyCPULimit     = "config.conduit.io/proxy-cpu-limit"
+	AnnotationProxyMemRequest   = "config.conduit.io/proxy-memory-request"
+	AnnotationProxyMemLimit     = "config.conduit.io/proxy-memory-limit"
+)
+
+// DefaultOpaquePorts are ports whose traffic the proxy forwards as opaque TCP
+// without protocol detection unless configured otherwise: SMTP, MySQL,
+// Galera, PostgreSQL, Redis, Elasticsearch and Memcached.
+const DefaultOpaquePorts = "25,587,3306,4444,5432,6379,9300,11211"
+
+// DefaultControlPlaneNamespace is where the control plane is installed.
+const DefaultControlPlaneNamespace = "conduit"
+
+// Metadata the injector adds to every pod it injects.
+const (
+	// AnnotationCreatedBy holds "conduit/inject <version>".
+	AnnotationCreatedBy    = "conduit.io/created-by"
+	CreatedByPrefix        = "conduit/inject "
+	AnnotationProxyVersion = "conduit.io/proxy-version"
+	LabelControlPlaneNS    = "conduit.io/control-plane-ns"
+	// LabelWorkloadPrefix + lower-case kind, e.g. conduit.io/proxy-deployment,
+	// names the workload that owns the pod.
+	LabelWorkloadPrefix = "conduit.io/proxy-"
+)
+
+// WorkloadKinds are the lower-case kinds the injector injects and the proxy
+// reports in its metric labels.
+var WorkloadKinds = []string{
+	"deployment", "statefulset", "daemonset", "replicaset",
+	"replicationcontroller", "job", "cronjob", "pod",
+}
+
+// WorkloadLabel is the pod label naming its workload: for kind "Deployment"
+// it is conduit.io/proxy-deployment.
+func WorkloadLabel(kind string) string {
+	return LabelWorkloadPrefix + strings.ToLower(kind)
+}
+
+// Environment variables the injector sets on the proxy container.
+const (
+	EnvPodName           = "CONDUIT_POD_NAME"
+	EnvPodNamespace      = "CONDUIT_POD_NAMESPACE"
+	EnvPodServiceAccount = "CONDUIT_POD_SERVICE_ACCOUNT"
+	EnvWorkloadKind      = "CONDUIT_WORKLOAD_KIND" // lower-case, from WorkloadKinds
+	EnvWorkloadName      = "CONDUIT_WORKLOAD_NAME"
+	EnvControlPlaneNS    = "CONDUIT_CONTROL_PLANE_NS"
+	EnvProxyLogLevel     = "CONDUIT_PROXY_LOG_LEVEL"
+	EnvProxyInboundPorts = "CONDUIT_PROXY_INBOUND_PORTS" // the app's container ports, a port list
+	EnvProxyOpaquePorts  = "CONDUIT_PROXY_OPAQUE_PORTS"  // a port list
+)
+
+// Flags of conduit-init, written by the injector into the init container's
+// args. Port lists use the syntax of package ports.
+const (
+	InitFlagInboundProxyPort  = "inbound-proxy-port"
+	InitFlagOutboundProxyPort = "outbound-proxy-port"
+	InitFlagProxyUID          = "proxy-uid"
+	InitFlagSkipInboundPorts  = "skip-inbound-ports"
+	InitFlagSkipOutboundPorts = "skip-outbound-ports"
+)
+
+// Proxy metric names, exposed on AdminMetricsPath.
+const (
+	MetricRequestTotal       = "request_total"
+	MetricResponseTotal      = "response_total"
+	MetricResponseLatencyMs  = "response_latency_ms"
+	MetricTCPOpenTotal       = "tcp_open_total"
+	MetricTCPCloseTotal      = "tcp_close_total"
+	MetricTCPOpenConnections = "tcp_open_connections"
+	MetricTCPReadBytesTotal  = "tcp_read_bytes_total"
+	MetricTCPWriteBytesTotal = "tcp_write_bytes_total"
+)
+
+// ResponseLatencyBucketsMs are the buckets of MetricResponseLatencyMs.
+var ResponseLatencyBucketsMs = []float64{
+	1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
+	1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000,
+}
+
+// Proxy metric label names. The workload label is the lower-case kind itself
+// (deployment="web"); see WorkloadKinds.
+const (
+	LabelDirection      = "direction"
+	LabelAuthority      = "authority"
+	LabelStatusCode     = "status_code"
+	LabelClassification = "classification"
+	LabelGRPCStatusCode = "grpc_status_code"
+	LabelTLS            = "tls"
+	LabelNamespace      = "namespace"
+	LabelPod            = "pod"
+)
+
+// Values of LabelDirection and LabelClassification.
+const (
+	DirectionInbound      = "inbound"
+	DirectionOutbound     = "outbound"
+	ClassificationSuccess = "success"
+	ClassificationFailure = "failure"
+)
+
+// DefaultProxyImageRepo is the repository of the proxy image; the injector's
+// default image is this repository tagged with the release version.
+const DefaultProxyImageRepo = "ghcr.io/conduitmesh/conduit-proxy"

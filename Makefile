@@ -1,0 +1,40 @@
+# Conduit's entry points. `make demo` runs the main job, `make test` the tests.
+GO      ?= go
+BIN     := $(CURDIR)/bin
+GOFLAGS_BUILD := -trimpath
+export CGO_ENABLED ?= 0
+
+# Every main package under a cmd/ folder becomes a binary in bin/.
+CMDS = $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... | grep '/cmd/')
+
+.PHONY: all build test unit fuzz bench demo lint fmt tools clean
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ $(CMDS)
+
+## test: every test, including the ones that start real programs (needs root).
+test: build
+	$(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+## fuzz: each fuzz target briefly; a failure leaves its input in testdata/fuzz.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/ports
+
+## bench: Go benchmarks, then the load runs that print figures.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) dist

@@ -164,6 +164,19 @@ const (
 	ClassificationFailure = "failure"
 )
 
+// Paths of the two binaries inside the proxy image. The image's entrypoint
+// is ProxyBinaryPath; the injector runs InitBinaryPath as the init step.
+const (
+	ProxyBinaryPath = "/conduit-proxy"
+	InitBinaryPath  = "/conduit-init"
+)
+
+// ProxyLogLevels are the values the proxy accepts for its log level.
+var ProxyLogLevels = []string{"debug", "info", "warn", "error"}
+
+// DefaultProxyLogLevel is the proxy's log level unless configured.
+const DefaultProxyLogLevel = "info"
+
 // DefaultProxyImageRepo is the repository of the proxy image; the injector's
 // default image is this repository tagged with the release version.
 const DefaultProxyImageRepo = "ghcr.io/conduitmesh/conduit-proxy"

@@ -1,0 +1,377 @@
+// Package inject adds the Conduit proxy and its init step to Kubernetes
+// workloads. It is a pure function over kyaml resource nodes shared by every
+// front end of conduit-inject: (resources, config) → (resources, results).
+//
+// Injection is "remove ours, then add", so injecting an injected resource
+// gives the same bytes, and a changed annotation updates the injected spec.
+package inject
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/kustomize/kyaml/fn/framework"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+
+	"github.com/conduitmesh/conduit/pkg/contract"
+	"github.com/conduitmesh/conduit/pkg/ports"
+)
+
+// Injector injects workloads with one configuration. It holds no state
+// between calls and is safe for concurrent use.
+type Injector struct {
+	cfg Config
+}
+
+// New returns an Injector, or the first invalid setting in cfg.
+func New(cfg Config) (*Injector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Injector{cfg: cfg}, nil
+}
+
+// otherMeshSidecars are containers of other meshes; a pod with one is left
+// alone, since two proxies would fight over the same traffic.
+var otherMeshSidecars = []string{"istio-proxy", "linkerd-proxy"}
+
+// Inject returns the resources with every workload injected, and a result
+// for each resource skipped, warned about or in error. When any result is
+// an error it returns the input unchanged: nothing is half-written.
+// Resources other than workloads, and Lists' items that are not workloads,
+// pass through untouched.
+func (in *Injector) Inject(nodes []*yaml.RNode) ([]*yaml.RNode, framework.Results) {
+	var results framework.Results
+	nsModes := namespaceModes(nodes, &results)
+	out := make([]*yaml.RNode, len(nodes))
+	for i, n := range nodes {
+		out[i] = in.injectResource(n, nsModes, &results)
+	}
+	if HasErrors(results) {
+		return nodes, results
+	}
+	return out, results
+}
+
+// HasErrors reports whether any result is an error.
+func HasErrors(rs framework.Results) bool {
+	return slices.ContainsFunc(rs, func(r *framework.Result) bool {
+		return r.Severity == framework.Error
+	})
+}
+
+// injectResource returns n, or an injected copy of it.
+func (in *Injector) injectResource(n *yaml.RNode, nsModes map[string]string, results *framework.Results) *yaml.RNode {
+	meta, err := n.GetMeta()
+	if err != nil {
+		*results = append(*results, &framework.Result{
+			Severity: framework.Error,
+			Message:  fmt.Sprintf("a document is not a Kubernetes resource: %v", err),
+		})
+		return n
+	}
+	if meta.Kind == "List" && meta.APIVersion == "v1" {
+		return in.injectList(n, nsModes, results)
+	}
+	w, ok := workloadOf(meta)
+	if !ok {
+		return n
+	}
+	injected := n.Copy()
+	p := &pod{meta: meta, kind: w, workload: injected, results: results}
+	if err := in.injectPod(p, nsModes); err != nil {
+		p.add(framework.Error, err)
+		return n
+	}
+	return injected
+}
+
+func (in *Injector) injectList(n *yaml.RNode, nsModes map[string]string, results *framework.Results) *yaml.RNode {
+	items := n.Field("items")
+	if items == nil || items.Value.YNode().Kind != yaml.SequenceNode {
+		return n
+	}
+	list := n.Copy()
+	elems := list.Field("items").Value.YNode().Content
+	for i, e := range elems {
+		elems[i] = in.injectResource(yaml.NewRNode(e), nsModes, results).YNode()
+	}
+	return list
+}
+
+// pod is one workload being injected.
+type pod struct {
+	meta     yaml.ResourceMeta
+	kind     workloadKind
+	workload *yaml.RNode // the copy being changed
+	template *yaml.RNode // the pod template (the workload itself for a Pod)
+	results  *framework.Results
+}
+
+func (p *pod) ref() *yaml.ResourceIdentifier {
+	return &yaml.ResourceIdentifier{
+		TypeMeta: yaml.TypeMeta{APIVersion: p.meta.APIVersion, Kind: p.meta.Kind},
+		NameMeta: yaml.NameMeta{Name: p.meta.Name, Namespace: p.meta.Namespace},
+	}
+}
+
+// add records a result about this workload. A *FieldError also fills in
+// the result's field.
+func (p *pod) add(sev framework.Severity, err error) {
+	r := &framework.Result{Severity: sev, Message: err.Error(), ResourceRef: p.ref()}
+	if fe, ok := err.(*FieldError); ok {
+		r.Field = &framework.Field{Path: fe.Field, CurrentValue: fe.Value}
+	}
+	*p.results = append(*p.results, r)
+}
+
+func (p *pod) skip(reason string) {
+	p.add(framework.Info, fmt.Errorf("%s: not injected: %s", describe(p.meta), reason))
+}
+
+func (p *pod) fieldError(field, value, reason string) *FieldError {
+	return &FieldError{Resource: describe(p.meta), Field: field, Value: value, Reason: reason}
+}
+
+func (in *Injector) injectPod(p *pod, nsModes map[string]string) error {
+	tp := p.kind.templatePath()
+	p.template = p.workload
+	if len(p.kind.path) > 0 {
+		p.template = p.workload.Field(p.kind.path[0]).Value
+		for _, f := range p.kind.path[1:] {
+			if p.template == nil {
+				break
+			}
+			field := p.template.Field(f)
+			if field == nil {
+				p.template = nil
+				break
+			}
+			p.template = field.Value
+		}
+	}
+	if p.template == nil || p.template.YNode().Kind != yaml.MappingNode {
+		return p.fieldError(strings.TrimSuffix(tp, "."), "", "missing: a "+p.meta.Kind+" needs a pod template")
+	}
+	spec := p.template.Field("spec")
+	if spec == nil || spec.Value.YNode().Kind != yaml.MappingNode {
+		return p.fieldError(tp+"spec", "", "missing: a pod template needs a spec")
+	}
+
+	mode, err := in.injectMode(p, nsModes)
+	if err != nil {
+		return err
+	}
+	if mode == contract.InjectDisabled {
+		p.skip(contract.AnnotationInject + " is disabled")
+		return nil
+	}
+	if hostNetwork := spec.Value.Field("hostNetwork"); hostNetwork != nil && hostNetwork.Value.YNode().Value == "true" {
+		p.skip("hostNetwork pods share the node's network namespace, which the proxy must not redirect")
+		return nil
+	}
+	names := containerNames(spec.Value)
+	for _, other := range otherMeshSidecars {
+		if slices.Contains(names, other) {
+			p.skip("it already has another mesh's sidecar " + other)
+			return nil
+		}
+	}
+
+	s, err := in.settings(p)
+	if err != nil {
+		return err
+	}
+	removeOurs(p.template, spec.Value)
+	return addOurs(p.template, spec.Value, s)
+}
+
+// injectMode decides enabled or disabled: the pod template's annotation,
+// else the workload's, else its Namespace object's, else the default.
+func (in *Injector) injectMode(p *pod, nsModes map[string]string) (string, error) {
+	tp := p.kind.templatePath()
+	for _, src := range []struct {
+		node *yaml.RNode
+		path string
+	}{
+		{p.template, tp + "metadata.annotations"},
+		{p.workload, "metadata.annotations"},
+	} {
+		v, ok := annotation(src.node, contract.AnnotationInject)
+		if !ok {
+			continue
+		}
+		if v != contract.InjectEnabled && v != contract.InjectDisabled {
+			return "", p.fieldError(src.path+"["+contract.AnnotationInject+"]", v, "must be enabled or disabled")
+		}
+		return v, nil
+	}
+	if v, ok := nsModes[p.meta.Namespace]; ok {
+		return v, nil
+	}
+	return in.cfg.DefaultInject, nil
+}
+
+// settings refines the configuration with the workload's annotations; the
+// pod template's win over the workload's.
+func (in *Injector) settings(p *pod) (podSettings, error) {
+	s := podSettings{Config: in.cfg, workloadKind: strings.ToLower(p.meta.Kind)}
+	if p.meta.Kind != "Pod" {
+		s.workloadName = p.meta.Name
+		if len(s.workloadName) > 63 {
+			return s, p.fieldError("metadata.name", p.meta.Name,
+				"longer than 63 characters, the limit of the label value "+contract.WorkloadLabel(p.meta.Kind))
+		}
+	}
+	type source struct {
+		node *yaml.RNode
+		path string
+	}
+	sources := []source{{p.workload, "metadata.annotations"}}
+	if len(p.kind.path) > 0 {
+		sources = append(sources, source{p.template, p.kind.templatePath() + "metadata.annotations"})
+	}
+	for _, src := range sources {
+		lookup := func(key string) (string, string, bool) {
+			v, ok := annotation(src.node, key)
+			return v, src.path + "[" + key + "]", ok
+		}
+		for key, dst := range map[string]*ports.List{
+			contract.AnnotationSkipInboundPorts:  &s.SkipInboundPorts,
+			contract.AnnotationSkipOutboundPorts: &s.SkipOutboundPorts,
+			contract.AnnotationOpaquePorts:       &s.OpaquePorts,
+		} {
+			if v, field, ok := lookup(key); ok {
+				l, err := ports.Parse(v)
+				if err != nil {
+					return s, p.fieldError(field, v, err.Error())
+				}
+				*dst = l
+			}
+		}
+		if v, field, ok := lookup(contract.AnnotationProxyLogLevel); ok {
+			if reason := invalid(fieldLogLevel, v); reason != "" {
+				return s, p.fieldError(field, v, reason)
+			}
+			s.LogLevel = v
+		}
+		for key, setting := range map[string]string{
+			contract.AnnotationProxyCPURequest: fieldCPURequest,
+			contract.AnnotationProxyCPULimit:   fieldCPULimit,
+			contract.AnnotationProxyMemRequest: fieldMemoryRequest,
+			contract.AnnotationProxyMemLimit:   fieldMemoryLimit,
+		} {
+			if v, field, ok := lookup(key); ok {
+				if err := setResource(&s.Resources, setting, describe(p.meta), field, v); err != nil {
+					return s, err
+				}
+			}
+		}
+	}
+	appPorts, err := appPorts(p)
+	if err != nil {
+		return s, err
+	}
+	s.appPorts = appPorts
+	return s, nil
+}
+
+// appPorts lists the TCP container ports of the app's containers, warning
+// about the others: the mesh proxies TCP only.
+func appPorts(p *pod) (ports.List, error) {
+	spec := p.template.Field("spec").Value
+	var tcp []uint16
+	for _, field := range []string{"initContainers", "containers"} {
+		list := spec.Field(field)
+		if list == nil {
+			continue
+		}
+		for i, c := range list.Value.YNode().Content {
+			cn := yaml.NewRNode(c)
+			name := stringField(cn, "name")
+			if isOurs(name) {
+				continue
+			}
+			ps := cn.Field("ports")
+			if ps == nil {
+				continue
+			}
+			for j, pn := range ps.Value.YNode().Content {
+				port := yaml.NewRNode(pn)
+				path := fmt.Sprintf("%sspec.%s[%d].ports[%d]", p.kind.templatePath(), field, i, j)
+				num := stringField(port, "containerPort")
+				n, err := ports.Parse(num)
+				if err != nil || n.Empty() || strings.ContainsAny(num, ",-") {
+					return ports.List{}, p.fieldError(path+".containerPort", num, "not a port number in 1-65535")
+				}
+				proto := stringField(port, "protocol")
+				if proto != "" && proto != "TCP" {
+					p.add(framework.Warning, fmt.Errorf("%s: container %q port %s/%s is not proxied: the mesh proxies TCP only",
+						describe(p.meta), name, num, proto))
+					continue
+				}
+				tcp = append(tcp, n.Ranges()[0].First)
+			}
+		}
+	}
+	return ports.Of(tcp...), nil
+}
+
+// namespaceModes reads the inject annotation of the Namespace objects in
+// the input.
+func namespaceModes(nodes []*yaml.RNode, results *framework.Results) map[string]string {
+	modes := map[string]string{}
+	for _, n := range nodes {
+		m, err := n.GetMeta()
+		if err != nil || m.Kind != "Namespace" || m.APIVersion != "v1" {
+			continue
+		}
+		v, ok := m.Annotations[contract.AnnotationInject]
+		if !ok {
+			continue
+		}
+		if v != contract.InjectEnabled && v != contract.InjectDisabled {
+			*results = append(*results, &framework.Result{
+				Severity:    framework.Error,
+				Message:     (&FieldError{Resource: describe(m), Field: "metadata.annotations[" + contract.AnnotationInject + "]", Value: v, Reason: "must be enabled or disabled"}).Error(),
+				ResourceRef: &yaml.ResourceIdentifier{TypeMeta: m.TypeMeta, NameMeta: m.ObjectMeta.NameMeta},
+			})
+			continue
+		}
+		modes[m.Name] = v
+	}
+	return modes
+}
+
+func annotation(n *yaml.RNode, key string) (string, bool) {
+	v, err := n.Pipe(yaml.Lookup("metadata", "annotations", key))
+	if err != nil || v == nil {
+		return "", false
+	}
+	return v.YNode().Value, true
+}
+
+func stringField(n *yaml.RNode, field string) string {
+	f := n.Field(field)
+	if f == nil {
+		return ""
+	}
+	return f.Value.YNode().Value
+}
+
+func isOurs(container string) bool {
+	return container == contract.ProxyContainerName || container == contract.InitContainerName
+}
+
+func containerNames(spec *yaml.RNode) []string {
+	var names []string
+	for _, field := range []string{"initContainers", "containers"} {
+		if list := spec.Field(field); list != nil {
+			for _, c := range list.Value.YNode().Content {
+				names = append(names, stringField(yaml.NewRNode(c), "name"))
+			}
+		}
+	}
+	return names
+}

@@ -43,6 +43,10 @@ const (
 	AdminReadyPath   = "/ready"
 )
 
+// ProxyErrorHeader is the response header in which the proxy states why it
+// answered a request itself with 502, 503 or 504 (e.g. "connection refused").
+const ProxyErrorHeader = "conduit-error"
+
 // ProxyUID is the uid the proxy runs as. conduit-init exempts traffic from
 // this uid from the outbound redirect, so the proxy's own connections leave
 // the pod instead of looping back into it.

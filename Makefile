@@ -38,3 +38,10 @@ fmt:
 
 clean:
 	rm -rf $(BIN) dist
+
+## image: the proxy image (OCI layout dist/conduit-proxy/, docker archive
+## dist/conduit-proxy.tar), reproducible from the last commit's time.
+## PUSH=registry/repo:tag also pushes it and prints the pinned reference.
+.PHONY: image
+image:
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./image/cmd/conduit-image $(if $(PUSH),--push $(PUSH))

@@ -77,6 +77,9 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: field %s: %s", e.Resource, e.Field, e.Reason)
+	}
 	return fmt.Sprintf("%s: field %s: value %q: %s", e.Resource, e.Field, e.Value, e.Reason)
 }
 

@@ -79,7 +79,7 @@ type seccompProfile struct {
 type podSettings struct {
 	Config
 	workloadKind string // lower-case, from contract.WorkloadKinds
-	workloadName string // empty for a Pod: the proxy reads its own name
+	workloadName string // empty for a Pod named by generateName: the proxy reads its own name
 	appPorts     ports.List
 }
 

@@ -159,12 +159,12 @@ func (in *Injector) injectPod(p *pod, nsModes map[string]string) error {
 		return p.fieldError(tp+"spec", "", "missing: a pod template needs a spec")
 	}
 
-	mode, err := in.injectMode(p, nsModes)
+	mode, source, err := in.injectMode(p, nsModes)
 	if err != nil {
 		return err
 	}
 	if mode == contract.InjectDisabled {
-		p.skip(contract.AnnotationInject + " is disabled")
+		p.skip("disabled by " + source)
 		return nil
 	}
 	if hostNetwork := spec.Value.Field("hostNetwork"); hostNetwork != nil && hostNetwork.Value.YNode().Value == "true" {
@@ -188,8 +188,9 @@ func (in *Injector) injectPod(p *pod, nsModes map[string]string) error {
 }
 
 // injectMode decides enabled or disabled: the pod template's annotation,
-// else the workload's, else its Namespace object's, else the default.
-func (in *Injector) injectMode(p *pod, nsModes map[string]string) (string, error) {
+// else the workload's, else its Namespace object's, else the default. It
+// also says which of them decided.
+func (in *Injector) injectMode(p *pod, nsModes map[string]string) (mode, source string, err error) {
 	tp := p.kind.templatePath()
 	for _, src := range []struct {
 		node *yaml.RNode
@@ -202,27 +203,25 @@ func (in *Injector) injectMode(p *pod, nsModes map[string]string) (string, error
 		if !ok {
 			continue
 		}
+		field := src.path + "[" + contract.AnnotationInject + "]"
 		if v != contract.InjectEnabled && v != contract.InjectDisabled {
-			return "", p.fieldError(src.path+"["+contract.AnnotationInject+"]", v, "must be enabled or disabled")
+			return "", "", p.fieldError(field, v, "must be enabled or disabled")
 		}
-		return v, nil
+		return v, field, nil
 	}
 	if v, ok := nsModes[p.meta.Namespace]; ok {
-		return v, nil
+		return v, fmt.Sprintf("the annotation %s of Namespace/%s", contract.AnnotationInject, p.meta.Namespace), nil
 	}
-	return in.cfg.DefaultInject, nil
+	return in.cfg.DefaultInject, "the injector's default (defaultInject)", nil
 }
 
 // settings refines the configuration with the workload's annotations; the
 // pod template's win over the workload's.
 func (in *Injector) settings(p *pod) (podSettings, error) {
-	s := podSettings{Config: in.cfg, workloadKind: strings.ToLower(p.meta.Kind)}
-	if p.meta.Kind != "Pod" {
-		s.workloadName = p.meta.Name
-		if len(s.workloadName) > 63 {
-			return s, p.fieldError("metadata.name", p.meta.Name,
-				"longer than 63 characters, the limit of the label value "+contract.WorkloadLabel(p.meta.Kind))
-		}
+	s := podSettings{Config: in.cfg, workloadKind: strings.ToLower(p.meta.Kind), workloadName: p.meta.Name}
+	if len(s.workloadName) > 63 {
+		return s, p.fieldError("metadata.name", p.meta.Name,
+			"longer than 63 characters, the limit of the label value "+contract.WorkloadLabel(p.meta.Kind))
 	}
 	type source struct {
 		node *yaml.RNode

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"sigs.k8s.io/kustomize/kyaml/fn/framework"
+	"sigs.k8s.io/kustomize/kyaml/kio"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// A golden case is a folder with input.yaml, optional args (one flag a
+// line; $CASE stands for the folder) and the expected want.yaml and
+// want.stderr.
+type goldenCase struct {
+	name, dir string
+	args      []string
+}
+
+func (c goldenCase) input() string { return filepath.Join(c.dir, "input.yaml") }
+
+func loadCases(t testing.TB, root string) []goldenCase {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join("testdata", root, "*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no cases under testdata/%s: %v", root, err)
+	}
+	var cases []goldenCase
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := goldenCase{name: filepath.Base(d), dir: abs}
+		if b, err := os.ReadFile(filepath.Join(d, "args")); err == nil {
+			for _, a := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				c.args = append(c.args, strings.ReplaceAll(a, "$CASE", abs))
+			}
+		}
+		cases = append(cases, c)
+	}
+	return cases
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func runInject(args []string, stdin []byte) result {
+	var out, errOut bytes.Buffer
+	code := run(args, bytes.NewReader(stdin), &out, &errOut)
+	return result{out.String(), errOut.String(), code}
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the output:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	for _, c := range loadCases(t, "cases") {
+		t.Run(c.name, func(t *testing.T) {
+			r := runInject(append(c.args, c.input()), nil)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			golden(t, filepath.Join(c.dir, "want.yaml"), r.stdout)
+			golden(t, filepath.Join(c.dir, "want.stderr"), r.stderr)
+		})
+	}
+}
+
+func TestIdempotentAndDeterministic(t *testing.T) {
+	for _, c := range loadCases(t, "cases") {
+		t.Run(c.name, func(t *testing.T) {
+			first := runInject(append(c.args, c.input()), nil)
+			if first.code != 0 {
+				t.Fatalf("exit %d: %s", first.code, first.stderr)
+			}
+			for i := 0; i < 3; i++ {
+				if again := runInject(append(c.args, c.input()), nil); again.stdout != first.stdout {
+					t.Fatalf("run %d differs from the first:\n%s\n---\n%s", i+2, again.stdout, first.stdout)
+				}
+			}
+			twice := runInject(append(c.args, "-"), []byte(first.stdout))
+			if twice.code != 0 || twice.stdout != first.stdout {
+				t.Fatalf("injecting the output again changed it (exit %d, %s):\n%s\n--- first\n%s",
+					twice.code, twice.stderr, twice.stdout, first.stdout)
+			}
+		})
+	}
+}
+
+// TestChangedAnnotationUpdatesInjectedSpec re-injects injected output whose
+// skip ports were edited: the init step follows the new annotation.
+func TestChangedAnnotationUpdatesInjectedSpec(t *testing.T) {
+	c := loadCases(t, "cases")[slices.IndexFunc(loadCases(t, "cases"), func(c goldenCase) bool { return c.name == "deployment" })]
+	first := runInject([]string{c.input()}, nil)
+	edited := strings.Replace(first.stdout, `skip-inbound-ports: "80,7777"`, `skip-inbound-ports: "9999"`, 1)
+	if edited == first.stdout {
+		t.Fatal("fixture lacks the skip-inbound-ports annotation")
+	}
+	again := runInject([]string{"-"}, []byte(edited))
+	if again.code != 0 {
+		t.Fatal(again.stderr)
+	}
+	if !strings.Contains(again.stdout, "--skip-inbound-ports=4190-4191,9999\n") {
+		t.Errorf("the init step does not follow the edited annotation:\n%s", again.stdout)
+	}
+	if strings.Count(again.stdout, "name: conduit-init") != 1 || strings.Count(again.stdout, "- name: conduit-proxy\n        image:") != 1 {
+		t.Errorf("re-injection duplicated containers:\n%s", again.stdout)
+	}
+	fresh := runInject([]string{"-"}, []byte(strings.Replace(readFile(t, c.input()), `"80,7777"`, `"9999"`, 1)))
+	if again.stdout != fresh.stdout {
+		t.Errorf("re-injecting edited output differs from injecting the edited source:\n%s\n---\n%s", again.stdout, fresh.stdout)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, c := range loadCases(t, "errors") {
+		t.Run(c.name, func(t *testing.T) {
+			r := runInject(append(c.args, c.input()), nil)
+			if r.code != 1 {
+				t.Errorf("exit %d, want 1", r.code)
+			}
+			if r.stdout != "" {
+				t.Errorf("wrote to stdout on error:\n%s", r.stdout)
+			}
+			golden(t, filepath.Join(c.dir, "want.stderr"), strings.ReplaceAll(r.stderr, c.dir, "$CASE"))
+		})
+	}
+}
+
+// resourceList wraps a file's resources as kustomize and kpt send them.
+func resourceList(t *testing.T, path string, functionConfig *yaml.RNode) []byte {
+	t.Helper()
+	r := &kio.ByteReader{Reader: strings.NewReader(readFile(t, path)), PreserveSeqIndent: true}
+	items, err := r.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w := kio.ByteWriter{Writer: &buf, KeepReaderAnnotations: true, WrappingKind: kio.ResourceListKind,
+		WrappingAPIVersion: kio.ResourceListAPIVersion, FunctionConfig: functionConfig}
+	if err := w.Write(items); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestFunctionMatchesFilter runs every case as a KRM function: the items
+// that come back are the filter's output, byte for byte.
+func TestFunctionMatchesFilter(t *testing.T) {
+	for _, c := range loadCases(t, "cases") {
+		t.Run(c.name, func(t *testing.T) {
+			r := runInject(c.args, resourceList(t, c.input(), nil))
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			rw := &kio.ByteReadWriter{Reader: strings.NewReader(r.stdout)}
+			items, err := rw.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, res := range resultsOf(t, r.stdout) {
+				if res.Severity == framework.Error {
+					t.Errorf("error result: %s", res.Message)
+				}
+			}
+			in := &kio.ByteReader{Reader: strings.NewReader(readFile(t, c.input()))}
+			if _, err := in.Read(); err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			w := kio.ByteWriter{Writer: &got, WrappingKind: in.WrappingKind, WrappingAPIVersion: in.WrappingAPIVersion}
+			if err := w.Write(items); err != nil {
+				t.Fatal(err)
+			}
+			want := runInject(append(c.args, c.input()), nil).stdout
+			if got.String() != want {
+				t.Errorf("function output differs from filter output:\n%s\n--- filter\n%s", got.String(), want)
+			}
+		})
+	}
+}
+
+func resultsOf(t *testing.T, resourceList string) framework.Results {
+	t.Helper()
+	var rl struct {
+		Results framework.Results `yaml:"results"`
+	}
+	if err := yaml.Unmarshal([]byte(resourceList), &rl); err != nil {
+		t.Fatal(err)
+	}
+	return rl.Results
+}
+
+// TestFunctionConfig configures the function the kpt and kustomize way,
+// with the ResourceList's functionConfig instead of flags.
+func TestFunctionConfig(t *testing.T) {
+	for _, name := range []string{"config-file", "configmap-config"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("testdata", "cases", name)
+			fc, err := yaml.Parse(readFile(t, filepath.Join(dir, "config.yaml")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := runInject(nil, resourceList(t, filepath.Join(dir, "input.yaml"), fc))
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			items, err := (&kio.ByteReadWriter{Reader: strings.NewReader(r.stdout)}).Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if err := (kio.ByteWriter{Writer: &got}).Write(items); err != nil {
+				t.Fatal(err)
+			}
+			if want := readFile(t, filepath.Join(dir, "want.yaml")); got.String() != want {
+				t.Errorf("functionConfig gives other output than --config:\n%s\n--- want\n%s", got.String(), want)
+			}
+		})
+	}
+}
+
+// TestFunctionErrors: a function with bad input exits non-zero and answers
+// with error results and the items unchanged.
+func TestFunctionErrors(t *testing.T) {
+	for _, c := range loadCases(t, "errors") {
+		if c.name == "malformed-yaml" {
+			continue // not a ResourceList either; covered by TestErrors
+		}
+		t.Run(c.name, func(t *testing.T) {
+			in := resourceList(t, c.input(), nil)
+			r := runInject(c.args, in)
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1", r.code)
+			}
+			res := resultsOf(t, r.stdout)
+			if !slices.ContainsFunc(res, func(r *framework.Result) bool { return r.Severity == framework.Error }) {
+				t.Errorf("no error result in:\n%s", r.stdout)
+			}
+			if !strings.Contains(r.stderr, "error") {
+				t.Errorf("nothing on stderr for kustomize to show: %q", r.stderr)
+			}
+			if strings.Contains(r.stdout, "conduit-proxy") {
+				t.Errorf("half-written output:\n%s", r.stdout)
+			}
+		})
+	}
+}
+
+func readFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds conduit-inject and the pinned kustomize once per run.
+func binaries(t *testing.T) (injector, kustomize string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "conduit-inject-test")
+		if buildErr != nil {
+			return
+		}
+		for _, pkg := range []string{".", "sigs.k8s.io/kustomize/kustomize/v5"} {
+			cmd := exec.Command("go", "build", "-o", binDir+"/", pkg)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = &buildError{pkg, err, out}
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "conduit-inject"), filepath.Join(binDir, "kustomize")
+}
+
+type buildError struct {
+	pkg string
+	err error
+	out []byte
+}
+
+func (e *buildError) Error() string { return "go build " + e.pkg + ": " + e.err.Error() + "\n" + string(e.out) }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,124 @@
+// Command conduit-proxy is Conduit's data plane: a transparent sidecar
+// proxy for HTTP/1.1, HTTP/2, gRPC and TCP. See proxy/README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/conduitmesh/conduit/pkg/contract"
+	"github.com/conduitmesh/conduit/pkg/ports"
+	"github.com/conduitmesh/conduit/proxy/internal/app"
+	"github.com/conduitmesh/conduit/proxy/internal/metrics"
+	"github.com/spf13/pflag"
+)
+
+// options are the flags as given, before validation.
+type options struct {
+	inboundAddr, outboundAddr, adminAddr string
+	inboundPorts, opaquePorts, logLevel  string
+	detectTimeout, drainTimeout          time.Duration
+	pprof                                bool
+	cpuProfile                           string
+	workload                             metrics.Workload
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	d := app.Defaults()
+	var o options
+	fs := pflag.NewFlagSet("conduit-proxy", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.inboundAddr, "inbound-addr", d.InboundAddr, "address for redirected inbound connections")
+	fs.StringVar(&o.outboundAddr, "outbound-addr", d.OutboundAddr, "address for redirected outbound connections")
+	fs.StringVar(&o.adminAddr, "admin-addr", d.AdminAddr, "address serving "+contract.AdminMetricsPath+", "+contract.AdminLivePath+" and "+contract.AdminReadyPath)
+	fs.StringVar(&o.inboundPorts, "inbound-ports", envOr(contract.EnvProxyInboundPorts, ""), "the application's ports, a port list (env "+contract.EnvProxyInboundPorts+")")
+	fs.StringVar(&o.opaquePorts, "opaque-ports", envOr(contract.EnvProxyOpaquePorts, contract.DefaultOpaquePorts), "ports forwarded as TCP without protocol detection, a port list (env "+contract.EnvProxyOpaquePorts+")")
+	fs.StringVar(&o.logLevel, "log-level", envOr(contract.EnvProxyLogLevel, "info"), "debug, info, warn or error (env "+contract.EnvProxyLogLevel+")")
+	fs.DurationVar(&o.detectTimeout, "detect-timeout", d.DetectTimeout, "how long to wait for a client's first bytes before treating it as opaque TCP")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", d.DrainTimeout, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	o.workload = metrics.Workload{
+		Namespace: os.Getenv(contract.EnvPodNamespace),
+		Pod:       os.Getenv(contract.EnvPodName),
+		Kind:      os.Getenv(contract.EnvWorkloadKind),
+		Name:      os.Getenv(contract.EnvWorkloadName),
+	}
+	return o, nil
+}
+
+// validate checks the flags and returns the options to run with.
+func (o options) validate() (app.Options, error) {
+	a := app.Defaults()
+	a.InboundAddr, a.OutboundAddr, a.AdminAddr = o.inboundAddr, o.outboundAddr, o.adminAddr
+	var err error
+	if a.InboundPorts, err = ports.Parse(o.inboundPorts); err != nil {
+		return a, fmt.Errorf("--inbound-ports (or %s): %w", contract.EnvProxyInboundPorts, err)
+	}
+	if a.OpaquePorts, err = ports.Parse(o.opaquePorts); err != nil {
+		return a, fmt.Errorf("--opaque-ports (or %s): %w", contract.EnvProxyOpaquePorts, err)
+	}
+	if err := a.LogLevel.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return a, fmt.Errorf("--log-level (or %s) %q: want debug, info, warn or error", contract.EnvProxyLogLevel, o.logLevel)
+	}
+	if o.detectTimeout <= 0 {
+		return a, fmt.Errorf("--detect-timeout %v: must be positive", o.detectTimeout)
+	}
+	if o.drainTimeout < 0 {
+		return a, fmt.Errorf("--drain-timeout %v: must not be negative", o.drainTimeout)
+	}
+	a.DetectTimeout, a.DrainTimeout = o.detectTimeout, o.drainTimeout
+	w := o.workload
+	if w.Kind != "" && !slices.Contains(contract.WorkloadKinds, w.Kind) {
+		return a, fmt.Errorf("%s %q: want one of %s", contract.EnvWorkloadKind, w.Kind, strings.Join(contract.WorkloadKinds, ", "))
+	}
+	if (w.Kind == "") != (w.Name == "") {
+		return a, fmt.Errorf("%s and %s must be set together (got %q and %q)", contract.EnvWorkloadKind, contract.EnvWorkloadName, w.Kind, w.Name)
+	}
+	a.Workload = w
+	a.Pprof, a.CPUProfile = o.pprof, o.cpuProfile
+	return a, nil
+}
+
+func main() {
+	tuneRuntime()
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if err == pflag.ErrHelp {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "conduit-proxy:", err)
+		os.Exit(2)
+	}
+	a, err := o.validate()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "conduit-proxy:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := app.Run(ctx, a, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "conduit-proxy:", err)
+		os.Exit(1)
+	}
+}

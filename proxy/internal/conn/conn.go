@@ -1,0 +1,112 @@
+// Package conn is an accepted client connection as the protocol handlers
+// see it: bytes read during detection still buffered, the original
+// destination, byte counting, and a hook to take part in graceful drain.
+package conn
+
+import (
+	"bufio"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/conduitmesh/conduit/proxy/internal/metrics"
+)
+
+// Conn is an accepted connection. Read goes through Reader so bytes peeked
+// during protocol detection are not lost.
+type Conn struct {
+	net.Conn
+	// Reader buffers reads from the connection; it may hold bytes already
+	// read during detection.
+	Reader *bufio.Reader
+	// OrigDst is where the client was connecting before the redirect.
+	OrigDst netip.AddrPort
+
+	tcp *metrics.TCP
+
+	mu       sync.Mutex
+	draining bool
+	onDrain  func()
+}
+
+// New wraps c. Bytes read and written through the returned Conn's embedded
+// connection are counted in tcp.
+func New(c net.Conn, origDst netip.AddrPort, tcp *metrics.TCP, readerSize int) *Conn {
+	cc := &Conn{OrigDst: origDst, tcp: tcp}
+	cc.Conn = &counted{Conn: c, tcp: tcp}
+	cc.Reader = bufio.NewReaderSize(cc.Conn, readerSize)
+	return cc
+}
+
+// Raw is the connection without counting, for splicing; whoever uses it
+// reports bytes through Counts.
+func (c *Conn) Raw() net.Conn { return c.Conn.(*counted).Conn }
+
+// Counts receives byte counts for transfers that bypass the counting
+// wrapper.
+func (c *Conn) Counts() *metrics.TCP { return c.tcp }
+
+// Read reads through Reader.
+func (c *Conn) Read(p []byte) (int, error) { return c.Reader.Read(p) }
+
+// OnDrain registers f to run when the server starts draining (once). A
+// handler registers a function that ends the connection if it is idle, or
+// arranges for it to end after the request in flight. If the server is
+// already draining, f runs at once. OnDrain(nil) unregisters.
+func (c *Conn) OnDrain(f func()) {
+	c.mu.Lock()
+	c.onDrain = f
+	draining := c.draining
+	c.mu.Unlock()
+	if draining && f != nil {
+		f()
+	}
+}
+
+// Drain is called by the server when it starts draining.
+func (c *Conn) Drain() {
+	c.mu.Lock()
+	c.draining = true
+	f := c.onDrain
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// Draining reports whether the server is draining.
+func (c *Conn) Draining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.draining
+}
+
+// counted counts bytes read and written.
+type counted struct {
+	net.Conn
+	tcp *metrics.TCP
+}
+
+func (c *counted) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.tcp.Transferred(int64(n), 0)
+	}
+	return n, err
+}
+
+func (c *counted) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.tcp.Transferred(0, int64(n))
+	}
+	return n, err
+}
+
+// CloseWrite half-closes when the connection supports it.
+func (c *counted) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}

@@ -1,0 +1,84 @@
+// Package opaque forwards a TCP connection byte for byte in both
+// directions, half-close included, counting the bytes as they pass.
+package opaque
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+)
+
+// Counts receives bytes as they are copied: read from the client and
+// written to it.
+type Counts interface {
+	Transferred(read, written int64)
+}
+
+// chunk bounds each copy step so byte counts move while a long-lived
+// connection is open; between two TCP sockets each step is a splice.
+const chunk = 1 << 20
+
+// Forward copies client→upstream and upstream→client until both directions
+// have ended, then closes both connections. prefix holds bytes already read
+// from the client (during protocol detection); they are sent first and not
+// counted again (whoever read them counted them). When
+// one side half-closes, the other side's write half is closed, so protocols
+// that rely on half-close work. An error in either direction aborts both.
+func Forward(client net.Conn, prefix []byte, upstream net.Conn, counts Counts) {
+	var once sync.Once
+	abort := func() {
+		once.Do(func() {
+			client.Close()
+			upstream.Close()
+		})
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if len(prefix) > 0 {
+			if _, err := upstream.Write(prefix); err != nil {
+				abort()
+				return
+			}
+		}
+		if copyCounted(upstream, client, func(n int64) { counts.Transferred(n, 0) }) != nil {
+			abort()
+			return
+		}
+		closeWrite(upstream)
+	}()
+	err := copyCounted(client, upstream, func(n int64) { counts.Transferred(0, n) })
+	if err != nil {
+		abort()
+	} else {
+		closeWrite(client)
+	}
+	wg.Wait()
+	abort()
+}
+
+// copyCounted copies until EOF (nil) or an error.
+func copyCounted(dst, src net.Conn, count func(int64)) error {
+	for {
+		n, err := io.CopyN(dst, src, chunk)
+		if n > 0 {
+			count(n)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}

@@ -1,0 +1,96 @@
+package opaque
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+)
+
+type counter struct{ read, written atomic.Int64 }
+
+func (c *counter) Transferred(r, w int64) { c.read.Add(r); c.written.Add(w) }
+
+func pair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan net.Conn)
+	go func() {
+		c, _ := ln.Accept()
+		ch <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, <-ch
+}
+
+// A client sends a request and half-closes; the server reads to EOF,
+// answers and closes. Bytes arrive intact, the prefix first, and the counts
+// match what each side sent (less the prefix, counted by its reader).
+func TestForwardHalfCloseAndCounts(t *testing.T) {
+	app, proxyIn := pair(t)       // app client -> proxy
+	proxyOut, backend := pair(t)  // proxy -> backend
+	req := make([]byte, 3<<20+17) // more than one copy chunk
+	rand.Read(req)
+	resp := []byte("thanks")
+
+	var c counter
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The proxy already read the first 5 bytes while detecting.
+		pre := make([]byte, 5)
+		io.ReadFull(proxyIn, pre)
+		Forward(proxyIn, pre, proxyOut, &c)
+	}()
+	backendGot := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(backend) // until the proxy half-closes
+		backend.Write(resp)
+		backend.Close()
+		backendGot <- b
+	}()
+	go func() {
+		app.Write(req)
+		app.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, resp) {
+		t.Fatalf("client got %q, want %q", got, resp)
+	}
+	if b := <-backendGot; !bytes.Equal(b, req) {
+		t.Fatalf("backend got %d bytes, want the %d sent, in order", len(b), len(req))
+	}
+	<-done
+	if c.read.Load() != int64(len(req)-5) || c.written.Load() != int64(len(resp)) {
+		t.Fatalf("counted read=%d written=%d, want %d and %d", c.read.Load(), c.written.Load(), len(req)-5, len(resp))
+	}
+}
+
+// When the backend resets, the client's connection is closed too and
+// Forward returns.
+func TestForwardUpstreamReset(t *testing.T) {
+	app, proxyIn := pair(t)
+	proxyOut, backend := pair(t)
+	var c counter
+	done := make(chan struct{})
+	go func() { Forward(proxyIn, nil, proxyOut, &c); close(done) }()
+	backend.(*net.TCPConn).SetLinger(0)
+	backend.Close() // RST
+	app.Write([]byte("hello"))
+	// The client sees its connection end (EOF or reset), and Forward
+	// returns instead of waiting on the half that is still open.
+	io.ReadAll(app)
+	<-done
+}

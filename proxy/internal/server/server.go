@@ -1,0 +1,239 @@
+// Package server accepts redirected connections on one listener, finds
+// each one's original destination, detects its protocol and hands it to
+// the HTTP/1, HTTP/2 or opaque TCP path. It also drains gracefully.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/conduitmesh/conduit/pkg/ports"
+	"github.com/conduitmesh/conduit/proxy/internal/conn"
+	"github.com/conduitmesh/conduit/proxy/internal/detect"
+	"github.com/conduitmesh/conduit/proxy/internal/metrics"
+	"github.com/conduitmesh/conduit/proxy/internal/opaque"
+	"github.com/conduitmesh/conduit/proxy/internal/origdst"
+	"github.com/conduitmesh/conduit/proxy/internal/resolve"
+)
+
+// ConnHandler serves one detected protocol on a connection and returns
+// when the connection is done. It closes nothing; the server closes the
+// connection afterwards.
+type ConnHandler interface {
+	ServeConn(c *conn.Conn)
+}
+
+// Drainer is a handler that needs to hear about draining as a whole (the
+// HTTP/2 server sends GOAWAY to every connection).
+type Drainer interface {
+	Drain()
+}
+
+// ReaderSize is the size of the buffer detection peeks into, and in which
+// the HTTP/1 path parses request heads.
+const ReaderSize = 4096
+
+// Config is what a Server needs. Direction, OrigDst, Resolver, Connector
+// and Metrics are required.
+type Config struct {
+	Direction     string // contract.DirectionInbound or DirectionOutbound
+	OrigDst       origdst.Func
+	Resolver      resolve.Resolver
+	Connector     resolve.Connector
+	Metrics       *metrics.Metrics
+	OpaquePorts   ports.List
+	DetectTimeout time.Duration // zero means 5s
+	// HTTP1 and HTTP2 serve detected HTTP; when nil that protocol is
+	// forwarded as opaque TCP.
+	HTTP1, HTTP2 ConnHandler
+	Log          *slog.Logger
+}
+
+// Server serves one direction. It is safe to Serve several listeners.
+type Server struct {
+	cfg Config
+	tcp *metrics.TCP
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn.Conn]struct{}
+	draining  bool
+	wg        sync.WaitGroup
+}
+
+// New returns a Server; it reports a missing required field.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Direction == "":
+		return nil, errors.New("server: Direction is required")
+	case cfg.OrigDst == nil:
+		return nil, errors.New("server: OrigDst is required")
+	case cfg.Resolver == nil || cfg.Connector == nil:
+		return nil, errors.New("server: Resolver and Connector are required")
+	case cfg.Metrics == nil:
+		return nil, errors.New("server: Metrics is required")
+	}
+	if cfg.DetectTimeout == 0 {
+		cfg.DetectTimeout = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		cfg:       cfg,
+		tcp:       cfg.Metrics.TCP(cfg.Direction, false),
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn.Conn]struct{}{},
+	}, nil
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("server closed")
+
+// Serve accepts connections on ln until Shutdown, then returns
+// ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			draining := s.draining
+			s.mu.Unlock()
+			if draining {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors and the like: back off and retry.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.cfg.Log.Warn("accept", "direction", s.cfg.Direction, "err", err)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.wg.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+func (s *Server) serveConn(raw net.Conn) {
+	defer s.wg.Done()
+	s.tcp.Opened()
+	defer s.tcp.Closed()
+	defer raw.Close()
+	if tc, ok := raw.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	dst, err := s.cfg.OrigDst(raw)
+	if err != nil {
+		s.cfg.Log.Debug("no original destination", "direction", s.cfg.Direction, "peer", raw.RemoteAddr(), "err", err)
+		return
+	}
+	c := conn.New(raw, dst, s.tcp, ReaderSize)
+	if !s.track(c) {
+		return
+	}
+	defer s.untrack(c)
+
+	proto := detect.Opaque
+	if !s.cfg.OpaquePorts.Contains(dst.Port()) {
+		if proto, err = detect.Peek(c.Raw(), c.Reader, s.cfg.DetectTimeout); err != nil {
+			return
+		}
+	}
+	switch {
+	case proto == detect.HTTP1 && s.cfg.HTTP1 != nil:
+		s.cfg.HTTP1.ServeConn(c)
+	case proto == detect.HTTP2 && s.cfg.HTTP2 != nil:
+		s.cfg.HTTP2.ServeConn(c)
+	default:
+		s.forwardOpaque(c)
+	}
+}
+
+func (s *Server) forwardOpaque(c *conn.Conn) {
+	ctx := context.Background()
+	ep, err := s.cfg.Resolver.Resolve(ctx, resolve.Target{OrigDst: c.OrigDst})
+	if err != nil {
+		s.cfg.Log.Info("tcp: resolve", "direction", s.cfg.Direction, "dst", c.OrigDst, "err", err)
+		return
+	}
+	up, err := s.cfg.Connector.Connect(ctx, ep)
+	if err != nil {
+		s.cfg.Log.Info("tcp: connect", "direction", s.cfg.Direction, "endpoint", ep.Addr, "err", err)
+		return
+	}
+	prefix, _ := c.Reader.Peek(c.Reader.Buffered())
+	opaque.Forward(c.Raw(), prefix, up, c.Counts())
+}
+
+func (s *Server) track(c *conn.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *conn.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, asks every connection to finish (idle HTTP
+// connections close at once, busy ones after their request, HTTP/2 gets a
+// GOAWAY) and waits for them until ctx is done; then it closes whatever is
+// left and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, h := range []ConnHandler{s.cfg.HTTP1, s.cfg.HTTP2} {
+		if d, ok := h.(Drainer); ok {
+			d.Drain()
+		}
+	}
+	for _, c := range conns {
+		c.Drain()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Raw().Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}

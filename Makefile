@@ -15,9 +15,10 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ $(CMDS)
 
 ## test: every test, including the ones that start real programs (needs root).
-test: build
+test: build cluster-prepare
 	$(GO) test -count=1 ./...
 	$(MAKE) fuzz
+	$(MAKE) e2e
 
 ## fuzz: each fuzz target briefly; a failure leaves its input in testdata/fuzz.
 FUZZTIME ?= 10s
@@ -45,3 +46,20 @@ clean:
 .PHONY: image
 image:
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./image/cmd/conduit-image $(if $(PUSH),--push $(PUSH))
+
+## cluster-up / cluster-down: the local single-node Kubernetes (root; see
+## cluster/README.md). Both are idempotent. cluster-prepare installs the
+## Debian packages and builds the Kubernetes binaries into /var/cache/conduit.
+CLUSTER = $(GO) run ./cluster/cmd/conduit-cluster
+.PHONY: cluster-prepare cluster-up cluster-down e2e
+cluster-prepare:
+	$(CLUSTER) prepare
+cluster-up:
+	$(CLUSTER) up $(if $(wildcard dist/conduit-proxy.tar),--image $(CURDIR)/dist/conduit-proxy.tar)
+cluster-down:
+	$(CLUSTER) down
+
+## e2e: injected workloads on the local node; brings the node up (and down
+## again unless it was already up).
+e2e: build image cluster-prepare
+	$(GO) test -count=1 -tags e2e -timeout 25m -v ./e2e/...

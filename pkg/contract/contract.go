@@ -181,6 +181,14 @@ var ProxyLogLevels = []string{"debug", "info", "warn", "error"}
 // DefaultProxyLogLevel is the proxy's log level unless configured.
 const DefaultProxyLogLevel = "info"
 
+// The bundled Prometheus: a Service in the control-plane namespace that
+// meshstat reaches through the API server's services/proxy subresource.
+const (
+	PrometheusServiceName = "conduit-prometheus"
+	PrometheusPort        = 9090
+	PrometheusPortName    = "http"
+)
+
 // DefaultProxyImageRepo is the repository of the proxy image; the injector's
 // default image is this repository tagged with the release version.
 const DefaultProxyImageRepo = "ghcr.io/conduitmesh/conduit-proxy"

@@ -465,3 +465,8 @@ func copyFile(src, dst string) error {
 	}
 	return os.Rename(tmp, dst)
 }
+
+// ContainerdSocket is the containerd socket of a node whose state is in stateDir.
+func ContainerdSocket(stateDir string) string {
+	return filepath.Join(stateDir, "containerd", "containerd.sock")
+}

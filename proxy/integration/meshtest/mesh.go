@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
@@ -34,7 +33,7 @@ type Pair struct {
 }
 
 // NewPair creates the two namespaces and the link between them.
-func NewPair(t testing.TB) *Pair {
+func NewPair(t T) *Pair {
 	t.Helper()
 	p := &Pair{Client: NewNetNS(t, "c"), Server: NewNetNS(t, "s")}
 	// Both ends are created directly inside the namespaces, so nothing is
@@ -96,7 +95,7 @@ func moduleRoot() (string, error) {
 
 // InstallRedirect runs conduit-init in the namespace with the given extra
 // flags, such as --skip-inbound-ports=22.
-func (n *NetNS) InstallRedirect(t testing.TB, b Binaries, flags ...string) {
+func (n *NetNS) InstallRedirect(t T, b Binaries, flags ...string) {
 	t.Helper()
 	if err := n.Run(b.Init, flags...); err != nil {
 		t.Fatal(err)
@@ -146,7 +145,7 @@ func WithWrapper(argv ...string) ProxyOption {
 // StartProxy runs conduit-proxy in the namespace as the proxy uid and waits
 // until its admin port reports ready. It is stopped when the test ends; on
 // failure its log is shown.
-func (n *NetNS) StartProxy(t testing.TB, b Binaries, w Workload, opts ...ProxyOption) *Proxy {
+func (n *NetNS) StartProxy(t T, b Binaries, w Workload, opts ...ProxyOption) *Proxy {
 	t.Helper()
 	var cfg proxyConfig
 	for _, o := range opts {
@@ -274,7 +273,7 @@ type MeshOptions struct {
 }
 
 // NewMesh builds the pair with redirects and proxies on both sides.
-func NewMesh(t testing.TB, b Binaries, o MeshOptions) *Mesh {
+func NewMesh(t T, b Binaries, o MeshOptions) *Mesh {
 	t.Helper()
 	m := &Mesh{Pair: NewPair(t), Bin: b}
 	m.Client.InstallRedirect(t, b, o.ClientInit...)

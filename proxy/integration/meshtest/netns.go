@@ -19,15 +19,28 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
+// T is the part of testing.TB the harness uses, so that programs such as
+// the benchmark can drive it too: Cleanup functions run last-in first-out
+// when the test (or the benchmark scenario) ends, Fatal stops it.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+	Failed() bool
+	Skip(args ...any)
+}
+
 // RequireRoot skips the test on a developer machine without root, and fails
 // it in CI (env CI set) or when one of the programs is missing.
-func RequireRoot(t testing.TB, programs ...string) {
+func RequireRoot(t T, programs ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "" {
@@ -51,7 +64,7 @@ var seq atomic.Int32
 
 // NewNetNS creates a namespace with loopback up and deletes it (and with it
 // the veth ends inside it) when the test ends.
-func NewNetNS(t testing.TB, role string) *NetNS {
+func NewNetNS(t T, role string) *NetNS {
 	t.Helper()
 	n := &NetNS{Name: fmt.Sprintf("cdmesh-%d-%d-%s", os.Getpid(), seq.Add(1), role)}
 	if err := run("ip", "netns", "add", n.Name); err != nil {

@@ -1,0 +1,422 @@
+package http1
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// MaxHeadSize bounds a request or response head (start line and fields).
+const MaxHeadSize = 32 << 10
+
+// Errors reading a head. Each is answered with a 4xx (request) or 502
+// (response); the text goes into the contract.ProxyErrorHeader header.
+var (
+	errHeadTooLarge    = errors.New("header section too large")
+	errLineTooLong     = errors.New("header line too long")
+	errBadRequestLine  = errors.New("malformed request line")
+	errBadStatusLine   = errors.New("malformed status line")
+	errBadVersion      = errors.New("unsupported HTTP version")
+	errBadField        = errors.New("malformed header field")
+	errObsFold         = errors.New("obsolete line folding")
+	errBareLF          = errors.New("line not terminated by CRLF")
+	errBadLength       = errors.New("invalid Content-Length")
+	errLengthAndChunks = errors.New("both Content-Length and Transfer-Encoding")
+	errBadTE           = errors.New("unsupported Transfer-Encoding")
+	errDupHost         = errors.New("more than one Host")
+)
+
+// span is a range of head.buf.
+type span struct{ start, end int32 }
+
+// field is one header field; drop marks a hop-by-hop field the proxy does
+// not forward.
+type field struct {
+	name, value span
+	drop        bool
+}
+
+// head is a parsed request or response head. Its byte slices point into buf,
+// which is reused from message to message so a steady connection parses
+// without allocating.
+type head struct {
+	buf    []byte
+	fields []field
+
+	// Request line: method SP target SP HTTP/1.minor.
+	method, target span
+	// Status line: HTTP/1.minor SP status SP reason.
+	status int
+	reason span
+	minor  int
+
+	// Framing and connection management, from the fields.
+	contentLength  int64 // -1 when absent
+	teChunked      bool  // Transfer-Encoding present with chunked last
+	hasTE          bool
+	connClose      bool
+	connKeepAlive  bool
+	expectContinue bool
+	host           span
+	hasHost        bool
+	// Names listed in Connection (other than close/keep-alive), also
+	// hop-by-hop (RFC 9110 section 7.6.1).
+	connTokens []span
+}
+
+func (h *head) bytes(s span) []byte { return h.buf[s.start:s.end] }
+
+func (h *head) reset() {
+	h.buf = h.buf[:0]
+	h.fields = h.fields[:0]
+	h.connTokens = h.connTokens[:0]
+	h.method, h.target, h.reason, h.host = span{}, span{}, span{}, span{}
+	h.status, h.minor = 0, 0
+	h.contentLength = -1
+	h.teChunked, h.hasTE, h.connClose, h.connKeepAlive = false, false, false, false
+	h.expectContinue, h.hasHost = false, false
+}
+
+// readHead reads and parses a head from r. isRequest picks the start line
+// grammar. Requests must use CRLF; responses may use bare LF, which is
+// normalised when forwarded. It returns io.EOF when r ends before any byte
+// of the head.
+func (h *head) read(r *bufio.Reader, isRequest bool) error {
+	h.reset()
+	first, skipped := true, 0
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			if err == bufio.ErrBufferFull {
+				return errLineTooLong
+			}
+			if err == io.EOF && (len(line) > 0 || !first) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if len(h.buf)+len(line) > MaxHeadSize {
+			return errHeadTooLarge
+		}
+		n := len(line) - 1
+		if n > 0 && line[n-1] == '\r' {
+			n--
+		} else if isRequest {
+			return errBareLF
+		}
+		if first && n == 0 && isRequest && skipped < 4 {
+			// RFC 9112 section 2.2: ignore an empty line before the request line.
+			skipped++
+			continue
+		}
+		start := int32(len(h.buf))
+		h.buf = append(h.buf, line[:n]...)
+		s := span{start, start + int32(n)}
+		if first {
+			first = false
+			if isRequest {
+				err = h.parseRequestLine(s)
+			} else {
+				err = h.parseStatusLine(s)
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if n == 0 {
+			return h.finish(isRequest)
+		}
+		if err := h.parseField(s); err != nil {
+			return err
+		}
+	}
+}
+
+func (h *head) parseRequestLine(s span) error {
+	line := h.bytes(s)
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return errBadRequestLine
+	}
+	sp2 := bytes.LastIndexByte(line, ' ')
+	if sp2 <= sp1+1 {
+		return errBadRequestLine
+	}
+	for _, c := range line[:sp1] {
+		if !isTokenChar[c] {
+			return errBadRequestLine
+		}
+	}
+	for _, c := range line[sp1+1 : sp2] {
+		if c <= ' ' || c == 0x7f {
+			return errBadRequestLine
+		}
+	}
+	minor, ok := parseVersion(line[sp2+1:])
+	if !ok {
+		return errBadVersion
+	}
+	h.minor = minor
+	h.method = span{s.start, s.start + int32(sp1)}
+	h.target = span{s.start + int32(sp1) + 1, s.start + int32(sp2)}
+	return nil
+}
+
+func (h *head) parseStatusLine(s span) error {
+	line := h.bytes(s)
+	if len(line) < len("HTTP/1.1 200") || (len(line) > 12 && line[12] != ' ') || line[8] != ' ' {
+		return errBadStatusLine
+	}
+	minor, ok := parseVersion(line[:8])
+	if !ok {
+		return errBadStatusLine
+	}
+	code := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return errBadStatusLine
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 {
+		return errBadStatusLine
+	}
+	h.minor, h.status = minor, code
+	h.reason = span{s.start + 12, s.end}
+	if len(line) > 12 {
+		h.reason.start++
+	}
+	return nil
+}
+
+func parseVersion(b []byte) (int, bool) {
+	if len(b) != 8 || string(b[:7]) != "HTTP/1." || (b[7] != '0' && b[7] != '1') {
+		return 0, false
+	}
+	return int(b[7] - '0'), true
+}
+
+func (h *head) parseField(s span) error {
+	line := h.bytes(s)
+	if line[0] == ' ' || line[0] == '\t' {
+		return errObsFold
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return errBadField
+	}
+	for _, c := range line[:colon] {
+		if !isTokenChar[c] {
+			return errBadField
+		}
+	}
+	vs, ve := colon+1, len(line)
+	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+		ve--
+	}
+	for _, c := range line[vs:ve] {
+		if c == '\r' || c == 0 {
+			return errBadField
+		}
+	}
+	f := field{
+		name:  span{s.start, s.start + int32(colon)},
+		value: span{s.start + int32(vs), s.start + int32(ve)},
+	}
+	name, value := line[:colon], line[vs:ve]
+	switch len(name) {
+	case 2:
+		f.drop = equalFold(name, "te")
+	case 4:
+		if equalFold(name, "host") {
+			if h.hasHost {
+				return errDupHost
+			}
+			h.hasHost, h.host = true, f.value
+		}
+	case 6:
+		if equalFold(name, "expect") {
+			h.expectContinue = equalFold(value, "100-continue")
+			f.drop = true // the proxy answers 100 Continue itself
+		}
+	case 7:
+		f.drop = equalFold(name, "upgrade")
+	case 10:
+		if equalFold(name, "connection") {
+			f.drop = true
+			h.parseConnection(f.value)
+		} else {
+			f.drop = equalFold(name, "keep-alive")
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			n, ok := parseLength(value)
+			if !ok || (h.contentLength >= 0 && h.contentLength != n) {
+				return errBadLength
+			}
+			h.contentLength = n
+		}
+	case 16:
+		f.drop = equalFold(name, "proxy-connection")
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			h.hasTE = true
+			h.teChunked = lastTokenIs(value, "chunked")
+		}
+	}
+	h.fields = append(h.fields, f)
+	return nil
+}
+
+// parseConnection records the options of a Connection field.
+func (h *head) parseConnection(v span) {
+	b := h.bytes(v)
+	pos := v.start
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, ',')
+		tok := b
+		if i >= 0 {
+			tok = b[:i]
+		}
+		ts, te := 0, len(tok)
+		for ts < te && (tok[ts] == ' ' || tok[ts] == '\t') {
+			ts++
+		}
+		for te > ts && (tok[te-1] == ' ' || tok[te-1] == '\t') {
+			te--
+		}
+		t := tok[ts:te]
+		switch {
+		case len(t) == 0:
+		case equalFold(t, "close"):
+			h.connClose = true
+		case equalFold(t, "keep-alive"):
+			h.connKeepAlive = true
+		default:
+			h.connTokens = append(h.connTokens, span{pos + int32(ts), pos + int32(te)})
+		}
+		if i < 0 {
+			break
+		}
+		b = b[i+1:]
+		pos += int32(i + 1)
+	}
+}
+
+// finish applies Connection-listed names and checks framing.
+func (h *head) finish(isRequest bool) error {
+	if len(h.connTokens) > 0 {
+		for i := range h.fields {
+			f := &h.fields[i]
+			for _, t := range h.connTokens {
+				if equalFoldBytes(h.bytes(f.name), h.bytes(t)) {
+					f.drop = true
+				}
+			}
+		}
+	}
+	if h.hasTE {
+		if isRequest {
+			// RFC 9112 section 6.1: a request with both is a smuggling
+			// attempt or a broken client, and a request whose final coding
+			// is not chunked has no determinable length.
+			if h.contentLength >= 0 {
+				return errLengthAndChunks
+			}
+			if !h.teChunked {
+				return errBadTE
+			}
+			if h.minor == 0 {
+				return errBadTE
+			}
+		}
+		// A response with both: Transfer-Encoding wins and Content-Length
+		// is not forwarded.
+		if h.contentLength >= 0 {
+			h.contentLength = -1
+			for i := range h.fields {
+				if equalFold(h.bytes(h.fields[i].name), "content-length") {
+					h.fields[i].drop = true
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func parseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// lastTokenIs reports whether the last comma-separated token of v is tok.
+func lastTokenIs(v []byte, tok string) bool {
+	if i := bytes.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return equalFold(bytes.TrimSpace(v), tok)
+}
+
+// equalFold compares ASCII case-insensitively with a lower-case string.
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equalFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// isTokenChar is RFC 9110's tchar.
+var isTokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()

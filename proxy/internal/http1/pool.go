@@ -1,0 +1,92 @@
+package http1
+
+import (
+	"bufio"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// upstream is a connection to an endpoint with its buffers.
+type upstream struct {
+	conn      net.Conn
+	r         *bufio.Reader
+	w         *bufio.Writer
+	addr      netip.AddrPort
+	idleSince time.Time
+	reused    bool // has served a request before
+	resp      head // the response head, parsed in place
+}
+
+func (u *upstream) close() { u.conn.Close() }
+
+// pool keeps idle upstream connections per endpoint address.
+type pool struct {
+	maxIdle     int // per endpoint
+	idleTimeout time.Duration
+	bufSize     int
+
+	mu   sync.Mutex
+	idle map[netip.AddrPort][]*upstream
+}
+
+func newPool(maxIdle int, idleTimeout time.Duration, bufSize int) *pool {
+	return &pool{maxIdle: maxIdle, idleTimeout: idleTimeout, bufSize: bufSize, idle: map[netip.AddrPort][]*upstream{}}
+}
+
+// get returns the most recently used idle connection to addr that has not
+// been idle too long, or nil.
+func (p *pool) get(addr netip.AddrPort, now time.Time) *upstream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.idle[addr]
+	for len(list) > 0 {
+		u := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		if now.Sub(u.idleSince) < p.idleTimeout {
+			p.idle[addr] = list
+			u.reused = true
+			return u
+		}
+		u.close()
+	}
+	delete(p.idle, addr)
+	return nil
+}
+
+// put returns a connection whose last exchange completed cleanly.
+func (p *pool) put(u *upstream, now time.Time) {
+	u.idleSince = now
+	p.mu.Lock()
+	list := p.idle[u.addr]
+	if len(list) >= p.maxIdle {
+		p.mu.Unlock()
+		u.close()
+		return
+	}
+	p.idle[u.addr] = append(list, u)
+	p.mu.Unlock()
+}
+
+func (p *pool) wrap(c net.Conn, addr netip.AddrPort) *upstream {
+	return &upstream{
+		conn: c,
+		r:    bufio.NewReaderSize(c, p.bufSize),
+		w:    bufio.NewWriterSize(c, p.bufSize),
+		addr: addr,
+	}
+}
+
+// closeIdle closes every idle connection.
+func (p *pool) closeIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, list := range p.idle {
+		for _, u := range list {
+			u.close()
+		}
+		delete(p.idle, addr)
+	}
+}

@@ -138,18 +138,11 @@ func (in *Injector) injectPod(p *pod, nsModes map[string]string) error {
 	tp := p.kind.templatePath()
 	p.template = p.workload
 	if len(p.kind.path) > 0 {
-		p.template = p.workload.Field(p.kind.path[0]).Value
-		for _, f := range p.kind.path[1:] {
-			if p.template == nil {
-				break
-			}
-			field := p.template.Field(f)
-			if field == nil {
-				p.template = nil
-				break
-			}
-			p.template = field.Value
+		t, err := p.workload.Pipe(yaml.Lookup(p.kind.path...))
+		if err != nil {
+			t = nil
 		}
+		p.template = t
 	}
 	if p.template == nil || p.template.YNode().Kind != yaml.MappingNode {
 		return p.fieldError(strings.TrimSuffix(tp, "."), "", "missing: a "+p.meta.Kind+" needs a pod template")
@@ -159,6 +152,11 @@ func (in *Injector) injectPod(p *pod, nsModes map[string]string) error {
 		return p.fieldError(tp+"spec", "", "missing: a pod template needs a spec")
 	}
 
+	for _, field := range []string{"initContainers", "containers"} {
+		if list := spec.Value.Field(field); list != nil && !list.Value.IsNil() && list.Value.YNode().Kind != yaml.SequenceNode {
+			return p.fieldError(tp+"spec."+field, list.Value.YNode().Value, "must be a list of containers")
+		}
+	}
 	mode, source, err := in.injectMode(p, nsModes)
 	if err != nil {
 		return err

@@ -316,7 +316,9 @@ type buildError struct {
 	out []byte
 }
 
-func (e *buildError) Error() string { return "go build " + e.pkg + ": " + e.err.Error() + "\n" + string(e.out) }
+func (e *buildError) Error() string {
+	return "go build " + e.pkg + ": " + e.err.Error() + "\n" + string(e.out)
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -324,4 +326,181 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
+}
+
+// kustomizeBuild runs the pinned kustomize on dir with conduit-inject on
+// PATH, as Argo CD's repo-server would.
+func kustomizeBuild(t *testing.T, dir string, extra ...string) (string, string, error) {
+	t.Helper()
+	injector, kustomize := binaries(t)
+	cmd := exec.Command(kustomize, append([]string{"build"}, append(extra, dir)...)...)
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(injector)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// kustomization lays out a kustomization over a case's input with
+// conduit-inject as an exec transformer taking the case's flags.
+func kustomization(t *testing.T, c goldenCase) string {
+	t.Helper()
+	dir := t.TempDir()
+	input := readFile(t, c.input())
+	if err := os.WriteFile(filepath.Join(dir, "input.yaml"), []byte(input), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	transformer := `apiVersion: conduit.io/v1alpha1
+kind: ProxyInjector
+metadata:
+  name: inject
+  annotations:
+    config.kubernetes.io/function: |
+      exec:
+        path: conduit-inject
+        args: [` + strings.Join(quoteAll(c.args), ", ") + `]
+`
+	files := map[string]string{
+		"inject.yaml":        transformer,
+		"kustomization.yaml": "resources:\n- input.yaml\ntransformers:\n- inject.yaml\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconvQuote(s)
+	}
+	return out
+}
+
+func strconvQuote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+
+// canonical re-encodes a YAML stream with sorted keys, the way kustomize
+// prints resources, so kustomize's output and the filter's can be compared.
+func canonical(t *testing.T, stream string) string {
+	t.Helper()
+	nodes, err := (&kio.ByteReader{Reader: strings.NewReader(stream), OmitReaderAnnotations: true}).Read()
+	if err != nil {
+		t.Fatalf("%v in:\n%s", err, stream)
+	}
+	var b strings.Builder
+	for _, n := range nodes {
+		j, err := n.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// TestKustomizeExecPlugin runs every case through the real pinned
+// kustomize with --enable-alpha-plugins --enable-exec: the result is what
+// the filter gives for kustomize's plain output (kustomize sorts keys, so
+// both are compared with sorted keys).
+func TestKustomizeExecPlugin(t *testing.T) {
+	for _, c := range loadCases(t, "cases") {
+		t.Run(c.name, func(t *testing.T) {
+			dir := kustomization(t, c)
+			withPlugin, stderr, err := kustomizeBuild(t, dir, "--enable-alpha-plugins", "--enable-exec")
+			if err != nil {
+				t.Fatalf("kustomize build: %v\n%s", err, stderr)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte("resources:\n- input.yaml\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			plain, stderr, err := kustomizeBuild(t, dir)
+			if err != nil {
+				t.Fatalf("kustomize build: %v\n%s", err, stderr)
+			}
+			filtered := runInject(c.args, []byte(plain))
+			if filtered.code != 0 {
+				t.Fatalf("filter: %s", filtered.stderr)
+			}
+			if got, want := canonical(t, withPlugin), canonical(t, filtered.stdout); got != want {
+				t.Errorf("kustomize with the exec plugin differs from kustomize | conduit-inject:\n%s\n--- filter\n%s", withPlugin, filtered.stdout)
+			}
+			if !strings.Contains(withPlugin, "conduit-proxy") {
+				t.Errorf("nothing injected:\n%s", withPlugin)
+			}
+		})
+	}
+}
+
+// TestKustomizeFailsOnBadInput: the exec plugin's errors fail the build.
+func TestKustomizeFailsOnBadInput(t *testing.T) {
+	for _, name := range []string{"bad-port-annotation", "bad-inject-value", "missing-template", "bad-flag-ports"} {
+		t.Run(name, func(t *testing.T) {
+			c := loadCases(t, "errors")[slices.IndexFunc(loadCases(t, "errors"), func(c goldenCase) bool { return c.name == name })]
+			out, stderr, err := kustomizeBuild(t, kustomization(t, c), "--enable-alpha-plugins", "--enable-exec")
+			if err == nil {
+				t.Fatalf("kustomize build succeeded on bad input:\n%s", out)
+			}
+			want := strings.SplitN(strings.TrimPrefix(readFile(t, filepath.Join(c.dir, "want.stderr")), "conduit-inject: "), "\n", 2)[0]
+			if !strings.Contains(stderr, strings.TrimPrefix(want, "error: ")) {
+				t.Errorf("kustomize's error does not carry the injector's message %q:\n%s", want, stderr)
+			}
+		})
+	}
+}
+
+// TestEmojivoto renders the demo app the one way it is rendered, with
+// kustomize and the exec plugin, and checks the injected result.
+func TestEmojivoto(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "examples", "emojivoto"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := kustomizeBuild(t, dir, "--enable-alpha-plugins", "--enable-exec")
+	if err != nil {
+		t.Fatalf("kustomize build: %v\n%s", err, stderr)
+	}
+	golden(t, filepath.Join("testdata", "emojivoto.golden.yaml"), out)
+
+	nodes, err := (&kio.ByteReader{Reader: strings.NewReader(out), OmitReaderAnnotations: true}).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deployments []string
+	for _, n := range nodes {
+		if n.GetNamespace() != "emojivoto" && n.GetKind() != "Namespace" {
+			t.Errorf("%s/%s is in namespace %q", n.GetKind(), n.GetName(), n.GetNamespace())
+		}
+		if n.GetKind() != "Deployment" {
+			if s, _ := n.String(); strings.Contains(s, "conduit") {
+				t.Errorf("%s/%s was changed:\n%s", n.GetKind(), n.GetName(), s)
+			}
+			continue
+		}
+		deployments = append(deployments, n.GetName())
+		labels, _ := n.Pipe(yaml.Lookup("spec", "template", "metadata", "labels"))
+		if got := labels.Field("conduit.io/proxy-deployment"); got == nil || got.Value.YNode().Value != n.GetName() {
+			t.Errorf("%s: workload label missing", n.GetName())
+		}
+		inits, _ := n.Pipe(yaml.Lookup("spec", "template", "spec", "initContainers"))
+		names, _ := inits.ElementValues("name")
+		if !slices.Equal(names, []string{"conduit-init", "conduit-proxy"}) {
+			t.Errorf("%s: init containers %v, want conduit-init then the native sidecar conduit-proxy", n.GetName(), names)
+		}
+		policy, _ := inits.Pipe(yaml.Lookup("[name=conduit-proxy]", "restartPolicy"))
+		if policy == nil || policy.YNode().Value != "Always" {
+			t.Errorf("%s: conduit-proxy is not a native sidecar", n.GetName())
+		}
+		env, _ := inits.Pipe(yaml.Lookup("[name=conduit-proxy]", "env", "[name=CONDUIT_WORKLOAD_NAME]", "value"))
+		if env == nil || env.YNode().Value != n.GetName() {
+			t.Errorf("%s: CONDUIT_WORKLOAD_NAME is not the deployment's name", n.GetName())
+		}
+	}
+	slices.Sort(deployments)
+	if want := []string{"emoji", "vote-bot", "voting", "web"}; !slices.Equal(deployments, want) {
+		t.Errorf("deployments %v, want %v", deployments, want)
+	}
 }

@@ -63,3 +63,12 @@ cluster-down:
 ## again unless it was already up).
 e2e: build image cluster-prepare
 	$(GO) test -count=1 -tags e2e -timeout 25m -v ./e2e/...
+
+## prometheus-image: Debian's prometheus (apt-get install prometheus) packed
+## into dist/prometheus/ and dist/prometheus.tar, timestamps from the package.
+PROMETHEUS_DEB_VERSION = $(shell dpkg-query -W -f='$${Version}' prometheus 2>/dev/null | tr '+~:' '---')
+.PHONY: prometheus-image
+prometheus-image:
+	@test -x /usr/bin/prometheus || { echo "prometheus-image: /usr/bin/prometheus missing: apt-get install prometheus"; exit 1; }
+	$(GO) run ./image/cmd/conduit-host-image --program /usr/bin/prometheus --dir /prometheus:65534 --dir /etc/prometheus \
+		--user 65534 --tag ghcr.io/conduitmesh/prometheus:$(PROMETHEUS_DEB_VERSION) --layout dist/prometheus --archive dist/prometheus.tar

@@ -189,6 +189,19 @@ const (
 	PrometheusPortName    = "http"
 )
 
+// conduit-discovery runs beside Prometheus and serves the meshed pods'
+// admin ports in Prometheus's HTTP service-discovery format on loopback, so
+// any Prometheus build (also one without Kubernetes discovery) finds them.
+const (
+	DiscoveryBinaryPath = "/conduit-discovery"
+	DiscoveryPort       = 9091
+	DiscoveryPath       = "/targets"
+)
+
+// InjectBinaryPath is conduit-inject inside the proxy image, for example to
+// copy it into Argo CD's repo-server.
+const InjectBinaryPath = "/conduit-inject"
+
 // DefaultProxyImageRepo is the repository of the proxy image; the injector's
 // default image is this repository tagged with the release version.
 const DefaultProxyImageRepo = "ghcr.io/conduitmesh/conduit-proxy"

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -114,6 +115,11 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "conduit-proxy:", err)
 		os.Exit(2)
+	}
+	if os.Getenv("CONDUIT_PROXY_KEEP_TEXT") == "" {
+		// Start-up (flag parsing, metric registration, listener setup) is
+		// done: drop the pages it touched.
+		a.OnReady = func(_, _, _ net.Addr) { trimResidentText() }
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -98,7 +98,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 	if o.Connector == nil {
 		o.Connector = resolve.TCP{}
 	}
-	m := metrics.New(o.Workload, metrics.WithRuntimeMetrics())
+	m := metrics.New(o.Workload)
 
 	var lc net.ListenConfig
 	listen := func(name, addr string) (net.Listener, error) {

@@ -36,7 +36,7 @@ func (n *Node) path(parts ...string) string {
 	return filepath.Join(append([]string{n.o.StateDir}, parts...)...)
 }
 func (n *Node) comp(name string) *component { return &component{name: name, dir: n.o.StateDir} }
-func (n *Node) sock() string                { return n.path("containerd", "containerd.sock") }
+func (n *Node) sock() string                { return ContainerdSocket(n.o.StateDir) }
 
 func (n *Node) step(format string, args ...any) {
 	fmt.Fprintf(n.o.Progress, "==> "+format+"\n", args...)

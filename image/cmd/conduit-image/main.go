@@ -1,6 +1,7 @@
-// Command conduit-image builds the Conduit proxy image: static conduit-proxy
-// and conduit-init binaries for each platform in one OCI index, written as
-// an OCI layout and a docker-archive tarball, and optionally pushed.
+// Command conduit-image builds the Conduit proxy image: static conduit-proxy,
+// conduit-init, conduit-discovery and conduit-inject binaries for each
+// platform in one OCI index, written as an OCI layout and a docker-archive
+// tarball, and optionally pushed.
 //
 // Every timestamp comes from SOURCE_DATE_EPOCH (else the last commit's
 // time), so two builds of one commit give the same digest. stdout gets the
@@ -43,8 +44,13 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		dir:             ".",
-		packages:        []string{"./proxy/cmd/conduit-proxy", "./proxy/cmd/conduit-init"},
+		dir: ".",
+		// The proxy and its init step, the Prometheus discovery sidecar, and
+		// the injector (for Argo CD's repo-server to copy).
+		packages: []string{
+			"./proxy/cmd/conduit-proxy", "./proxy/cmd/conduit-init",
+			"./discovery/cmd/conduit-discovery", "./krm-functions/cmd/conduit-inject",
+		},
 		platforms:       []string{"linux/amd64", "linux/arm64"},
 		entrypoint:      contract.ProxyBinaryPath,
 		user:            strconv.Itoa(contract.ProxyUID),

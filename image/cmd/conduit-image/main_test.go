@@ -107,7 +107,7 @@ func TestRunWritesLayoutArchiveAndPushes(t *testing.T) {
 		cf.Config.User != strconv.Itoa(contract.ProxyUID) || cf.Created.Unix() != 1700000000 {
 		t.Errorf("archive config: arch %s entrypoint %v user %q created %v", cf.Architecture, cf.Config.Entrypoint, cf.Config.User, cf.Created)
 	}
-	assertBinaries(t, img)
+	assertBinaries(t, img, contract.ProxyBinaryPath, contract.InitBinaryPath)
 
 	// A second run of the same source and epoch prints the same digest.
 	o.push = ""
@@ -152,7 +152,7 @@ func TestRealProxyImage(t *testing.T) {
 	root, _ := filepath.Abs("../../..")
 	for _, p := range defaultOptions().packages {
 		if _, err := os.Stat(filepath.Join(root, p, "main.go")); err != nil {
-			t.Skipf("%s is not in the tree yet", p)
+			t.Fatalf("the image needs %s: %v", p, err)
 		}
 	}
 	o := defaultOptions()
@@ -169,12 +169,12 @@ func TestRealProxyImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertBinaries(t, img)
+	assertBinaries(t, img, contract.ProxyBinaryPath, contract.InitBinaryPath, contract.DiscoveryBinaryPath, contract.InjectBinaryPath)
 }
 
-// assertBinaries checks that img's single layer holds both binaries at the
-// contract's paths, executable.
-func assertBinaries(t *testing.T, img v1.Image) {
+// assertBinaries checks that img's single layer holds the binaries at the
+// given paths, executable.
+func assertBinaries(t *testing.T, img v1.Image, want ...string) {
 	t.Helper()
 	layers, err := img.Layers()
 	if err != nil || len(layers) != 1 {
@@ -197,7 +197,7 @@ func assertBinaries(t *testing.T, img v1.Image) {
 		}
 		modes["/"+h.Name] = h.Mode
 	}
-	for _, p := range []string{contract.ProxyBinaryPath, contract.InitBinaryPath} {
+	for _, p := range want {
 		if mode, ok := modes[p]; !ok || mode != 0o755 {
 			t.Errorf("layer: %s mode %o present %v; entries %v", p, mode, ok, modes)
 		}

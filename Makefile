@@ -25,9 +25,11 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/ports
 
-## bench: Go benchmarks, then the load runs that print figures.
+## bench: Go benchmarks, then the load runs that print figures (root; env
+## BENCH_DURATION, BENCH_WARMUP, BENCH_QPS, BENCH_TARGETS, BENCH_PROTOCOLS: see bench/README.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

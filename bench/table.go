@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+	"time"
+)
+
+// Row is one measured run: a target, a protocol and a load.
+type Row struct {
+	Target   string
+	Protocol string
+	Load     string // "1000" or "max"
+	Result   Result
+	// ProxyCPU is the CPU time the proxy processes used during the run
+	// (zero for direct).
+	ProxyCPU time.Duration
+	// RSSIdle and RSSMax are the largest proxy process's resident set when
+	// idle and at its peak up to the end of this run, in bytes.
+	RSSIdle, RSSMax int64
+	HasProxy        bool
+}
+
+// CPUPer1k is proxy CPU-seconds per 1000 requests; at a fixed load of
+// 1000 requests per second it is also the vCPUs the proxies use.
+func (r Row) CPUPer1k() float64 {
+	if r.Result.Calls == 0 {
+		return math.NaN()
+	}
+	return r.ProxyCPU.Seconds() / float64(r.Result.Calls) * 1000
+}
+
+// Direct finds the direct row of the same protocol and load, the baseline.
+func Direct(rows []Row, r Row) (Row, bool) {
+	for _, d := range rows {
+		if d.Target == "direct" && d.Protocol == r.Protocol && d.Load == r.Load {
+			return d, true
+		}
+	}
+	return Row{}, false
+}
+
+// WriteTable prints the rows as one table.
+func WriteTable(w io.Writer, rows []Row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tproto\tload\tqps\tp50 µs\tp99 µs\tp99.9 µs\t+p50 µs\t+p99 µs\tqps/direct\tcpu s/1k req\trss idle MB\trss max MB\terrors\t")
+	for _, r := range rows {
+		d, hasDirect := Direct(rows, r)
+		added, added99, ratio := "-", "-", "-"
+		if hasDirect && r.Target != "direct" {
+			added = signed(r.Result.Percentiles[50] - d.Result.Percentiles[50])
+			added99 = signed(r.Result.Percentiles[99] - d.Result.Percentiles[99])
+			if r.Load == "max" {
+				ratio = fmt.Sprintf("%.2fx", r.Result.ActualQPS/d.Result.ActualQPS)
+			}
+		}
+		cpu, idle, peak := "-", "-", "-"
+		if r.HasProxy {
+			cpu = fmt.Sprintf("%.4f", r.CPUPer1k())
+			idle = fmt.Sprintf("%.1f", float64(r.RSSIdle)/(1<<20))
+			peak = fmt.Sprintf("%.1f", float64(r.RSSMax)/(1<<20))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
+			r.Target, r.Protocol, r.Load, r.Result.ActualQPS,
+			micros(r.Result.Percentiles[50]), micros(r.Result.Percentiles[99]), micros(r.Result.Percentiles[99.9]),
+			added, added99, ratio, cpu, idle, peak, r.Result.Calls-r.Result.OK)
+	}
+	return tw.Flush()
+}
+
+func micros(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
+
+func signed(d time.Duration) string {
+	return fmt.Sprintf("%+.0f", float64(d)/float64(time.Microsecond))
+}
+
+// Targets are the goals for conduit-proxy from the proxy issue, checked
+// against one proxy hop over HTTP/1.1.
+func WriteTargets(w io.Writer, rows []Row, fixed string) {
+	find := func(target, load string) (Row, bool) {
+		for _, r := range rows {
+			if r.Target == target && r.Protocol == "http1" && r.Load == load {
+				return r, true
+			}
+		}
+		return Row{}, false
+	}
+	conduit, ok1 := find("conduit", fixed)
+	conduitMax, ok2 := find("conduit", "max")
+	nginx, ok3 := find("nginx", fixed)
+	direct, ok4 := find("direct", fixed)
+	directMax, ok5 := find("direct", "max")
+	if !(ok1 && ok2 && ok3 && ok4 && ok5) {
+		fmt.Fprintln(w, "targets: not checked (needs direct, conduit and nginx over http1 at both loads)")
+		return
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	addedConduit := conduit.Result.Percentiles[50] - direct.Result.Percentiles[50]
+	addedNginx := nginx.Result.Percentiles[50] - direct.Result.Percentiles[50]
+	ratio := conduitMax.Result.ActualQPS / directMax.Result.ActualQPS
+	fmt.Fprintln(w, "targets for conduit-proxy (one hop, http1):")
+	fmt.Fprintf(w, "  added p50 %s µs <= nginx's %s µs: %s\n", signed(addedConduit), signed(addedNginx), verdict(addedConduit <= addedNginx))
+	fmt.Fprintf(w, "  cpu %.4f s per 1k requests at the fixed load <= 0.03: %s\n", conduit.CPUPer1k(), verdict(conduit.CPUPer1k() <= 0.03))
+	fmt.Fprintf(w, "  max qps %.2fx direct >= 0.6x: %s\n", ratio, verdict(ratio >= 0.6))
+	fmt.Fprintf(w, "  idle rss %.1f MB <= 10 MB: %s\n", float64(conduit.RSSIdle)/(1<<20), verdict(conduit.RSSIdle <= 10<<20))
+	fmt.Fprintf(w, "  rss at "+fixed+" qps %.1f MB <= 15 MB: %s\n", float64(conduit.RSSMax)/(1<<20), verdict(conduit.RSSMax <= 15<<20))
+}

@@ -110,6 +110,7 @@ func TestHarnessIdempotent(t *testing.T) {
 	// cgroups to remove.
 	kubectl(t, kc1, "apply", "-f", "-", "<<", pausePod)
 	kubectl(t, kc1, "wait", "--for=condition=Ready", "pod/hello", "--timeout=90s")
+	checkGuard(t)
 	during := snapshot(t)
 	if during.Netns == "" || !strings.Contains(during.Links, "master "+cluster.PodBridge) {
 		t.Errorf("a running pod should have a cni- netns and a veth on %s: %+v", cluster.PodBridge, during)

@@ -183,14 +183,14 @@ func runFunction(o Options, data []byte, stdout, stderr io.Writer) error {
 		out = items
 		results = append(results, &framework.Result{Severity: framework.Error, Message: err.Error()})
 	}
+	var resultsYAML *yaml.RNode
 	if len(results) > 0 {
-		if rw.Results, err = resultsNode(results); err != nil {
+		if resultsYAML, err = resultsNode(results); err != nil {
 			return err
 		}
 	}
 	var buf bytes.Buffer
-	rw.Writer = &buf
-	if err := rw.Write(out); err != nil {
+	if err := writeResourceList(&buf, out, rw.FunctionConfig, resultsYAML); err != nil {
 		return err
 	}
 	if inject.HasErrors(results) {
@@ -201,6 +201,45 @@ func runFunction(o Options, data []byte, stdout, stderr io.Writer) error {
 	}
 	_, err = stdout.Write(buf.Bytes())
 	return err
+}
+
+// writeResourceList prints a ResourceList as kio.ByteWriter does, but
+// encodes each item on its own: the YAML encoder slows down more than
+// linearly on one document with thousands of resources.
+func writeResourceList(w io.Writer, items []*yaml.RNode, functionConfig, results *yaml.RNode) error {
+	fmt.Fprintf(w, "apiVersion: %s\nkind: %s\n", kio.ResourceListAPIVersion, kio.ResourceListKind)
+	if len(items) == 0 {
+		fmt.Fprint(w, "items: []\n")
+	} else {
+		fmt.Fprint(w, "items:\n")
+	}
+	for _, item := range items {
+		list := &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{item.YNode()}}
+		if err := encode(w, list); err != nil {
+			return err
+		}
+	}
+	rest := &yaml.Node{Kind: yaml.MappingNode}
+	for _, f := range []struct {
+		key  string
+		node *yaml.RNode
+	}{{"functionConfig", functionConfig}, {"results", results}} {
+		if f.node != nil {
+			rest.Content = append(rest.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: f.key}, f.node.YNode())
+		}
+	}
+	if len(rest.Content) == 0 {
+		return nil
+	}
+	return encode(w, rest)
+}
+
+func encode(w io.Writer, n *yaml.Node) error {
+	enc := yaml.NewEncoder(w)
+	if err := enc.Encode(&yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{n}}); err != nil {
+		return err
+	}
+	return enc.Close()
 }
 
 func resultsNode(rs framework.Results) (*yaml.RNode, error) {

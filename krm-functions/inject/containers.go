@@ -9,72 +9,6 @@ import (
 	"github.com/conduitmesh/conduit/pkg/ports"
 )
 
-// The containers the injector adds, as the subset of the Kubernetes API
-// they use. Field order here is the order in the output.
-type container struct {
-	Name            string          `yaml:"name"`
-	Image           string          `yaml:"image"`
-	Command         []string        `yaml:"command,omitempty"`
-	Args            []string        `yaml:"args,omitempty"`
-	Ports           []containerPort `yaml:"ports,omitempty"`
-	Env             []envVar        `yaml:"env,omitempty"`
-	Resources       *resources      `yaml:"resources,omitempty"`
-	StartupProbe    *probe          `yaml:"startupProbe,omitempty"`
-	LivenessProbe   *probe          `yaml:"livenessProbe,omitempty"`
-	ReadinessProbe  *probe          `yaml:"readinessProbe,omitempty"`
-	SecurityContext securityContext `yaml:"securityContext"`
-	RestartPolicy   string          `yaml:"restartPolicy,omitempty"`
-}
-
-type containerPort struct {
-	Name          string `yaml:"name"`
-	ContainerPort int    `yaml:"containerPort"`
-}
-
-type envVar struct {
-	Name      string        `yaml:"name"`
-	Value     string        `yaml:"value,omitempty"`
-	ValueFrom *envVarSource `yaml:"valueFrom,omitempty"`
-}
-
-type envVarSource struct {
-	FieldRef struct {
-		FieldPath string `yaml:"fieldPath"`
-	} `yaml:"fieldRef"`
-}
-
-type resources struct {
-	Requests map[string]string `yaml:"requests,omitempty"`
-	Limits   map[string]string `yaml:"limits,omitempty"`
-}
-
-type probe struct {
-	HTTPGet struct {
-		Path string `yaml:"path"`
-		Port int    `yaml:"port"`
-	} `yaml:"httpGet"`
-	PeriodSeconds    int `yaml:"periodSeconds,omitempty"`
-	FailureThreshold int `yaml:"failureThreshold,omitempty"`
-}
-
-type securityContext struct {
-	RunAsUser                int64          `yaml:"runAsUser"`
-	RunAsNonRoot             bool           `yaml:"runAsNonRoot"`
-	ReadOnlyRootFilesystem   bool           `yaml:"readOnlyRootFilesystem"`
-	AllowPrivilegeEscalation bool           `yaml:"allowPrivilegeEscalation"`
-	Capabilities             capabilities   `yaml:"capabilities"`
-	SeccompProfile           seccompProfile `yaml:"seccompProfile"`
-}
-
-type capabilities struct {
-	Add  []string `yaml:"add,omitempty"`
-	Drop []string `yaml:"drop"`
-}
-
-type seccompProfile struct {
-	Type string `yaml:"type"`
-}
-
 // podSettings is the configuration for one pod, after its annotations.
 type podSettings struct {
 	Config
@@ -83,123 +17,173 @@ type podSettings struct {
 	appPorts     ports.List
 }
 
-func fieldEnv(name, fieldPath string) envVar {
-	e := envVar{Name: name, ValueFrom: &envVarSource{}}
-	e.ValueFrom.FieldRef.FieldPath = fieldPath
-	return e
-}
-
-func httpProbe(path string, period, failures int) *probe {
-	p := &probe{PeriodSeconds: period, FailureThreshold: failures}
-	p.HTTPGet.Path = path
-	p.HTTPGet.Port = contract.ProxyAdminPort
-	return p
-}
-
-func restricted() securityContext {
-	return securityContext{
-		RunAsUser:              contract.ProxyUID,
-		RunAsNonRoot:           true,
-		ReadOnlyRootFilesystem: true,
-		Capabilities:           capabilities{Drop: []string{"ALL"}},
-		SeccompProfile:         seccompProfile{Type: "RuntimeDefault"},
-	}
-}
+// The containers are built as YAML nodes directly: the field order here is
+// the order in the output, and no marshalling round trip is paid per pod.
 
 // proxyContainer is the sidecar.
-func proxyContainer(s podSettings) container {
-	workloadName := envVar{Name: contract.EnvWorkloadName, Value: s.workloadName}
+func proxyContainer(s podSettings) *yaml.Node {
+	workloadName := envValue(contract.EnvWorkloadName, s.workloadName)
 	if s.workloadName == "" {
-		workloadName = fieldEnv(contract.EnvWorkloadName, "metadata.name")
+		workloadName = envField(contract.EnvWorkloadName, "metadata.name")
 	}
-	c := container{
-		Name:  contract.ProxyContainerName,
-		Image: s.Image,
-		Ports: []containerPort{
-			{contract.ProxyInboundPortName, contract.ProxyInboundPort},
-			{contract.ProxyAdminPortName, contract.ProxyAdminPort},
-			{contract.ProxyTapPortName, contract.ProxyTapPort},
-		},
-		Env: []envVar{
-			fieldEnv(contract.EnvPodName, "metadata.name"),
-			fieldEnv(contract.EnvPodNamespace, "metadata.namespace"),
-			fieldEnv(contract.EnvPodServiceAccount, "spec.serviceAccountName"),
-			{Name: contract.EnvWorkloadKind, Value: s.workloadKind},
+	c := mapping(
+		"name", str(contract.ProxyContainerName),
+		"image", str(s.Image),
+		"ports", seq(
+			mapping("name", str(contract.ProxyInboundPortName), "containerPort", num(contract.ProxyInboundPort)),
+			mapping("name", str(contract.ProxyAdminPortName), "containerPort", num(contract.ProxyAdminPort)),
+			mapping("name", str(contract.ProxyTapPortName), "containerPort", num(contract.ProxyTapPort)),
+		),
+		"env", seq(
+			envField(contract.EnvPodName, "metadata.name"),
+			envField(contract.EnvPodNamespace, "metadata.namespace"),
+			envField(contract.EnvPodServiceAccount, "spec.serviceAccountName"),
+			envValue(contract.EnvWorkloadKind, s.workloadKind),
 			workloadName,
-			{Name: contract.EnvControlPlaneNS, Value: s.ControlPlaneNamespace},
-			{Name: contract.EnvProxyLogLevel, Value: s.LogLevel},
-			{Name: contract.EnvProxyInboundPorts, Value: s.appPorts.String()},
-			{Name: contract.EnvProxyOpaquePorts, Value: s.OpaquePorts.String()},
-		},
-		Resources:       proxyResources(s.Resources),
-		LivenessProbe:   httpProbe(contract.AdminLivePath, 10, 3),
-		ReadinessProbe:  httpProbe(contract.AdminReadyPath, 10, 3),
-		SecurityContext: restricted(),
+			envValue(contract.EnvControlPlaneNS, s.ControlPlaneNamespace),
+			envValue(contract.EnvProxyLogLevel, s.LogLevel),
+			envValue(contract.EnvProxyInboundPorts, s.appPorts.String()),
+			envValue(contract.EnvProxyOpaquePorts, s.OpaquePorts.String()),
+		),
+	)
+	if r := proxyResources(s.Resources); r != nil {
+		add(c, "resources", r)
 	}
 	if s.NativeSidecar {
 		// Kubernetes starts the app containers only once a native sidecar's
 		// startup probe passes, so the app never talks before the proxy
 		// listens.
-		c.StartupProbe = httpProbe(contract.AdminReadyPath, 1, 120)
-		c.RestartPolicy = "Always"
+		add(c, "startupProbe", httpProbe(contract.AdminReadyPath, 1, 120))
+	}
+	add(c, "livenessProbe", httpProbe(contract.AdminLivePath, 10, 3))
+	add(c, "readinessProbe", httpProbe(contract.AdminReadyPath, 10, 3))
+	add(c, "securityContext", securityContext(contract.ProxyUID, nil))
+	if s.NativeSidecar {
+		add(c, "restartPolicy", str("Always"))
 	}
 	return c
 }
 
 // initContainer installs the redirect. Changing a pod's netfilter rules
 // needs root with NET_ADMIN and NET_RAW; it gets nothing else.
-func initContainer(s podSettings) container {
+func initContainer(s podSettings) *yaml.Node {
 	skipIn := s.SkipInboundPorts.Union(ports.Of(contract.ProxyAdminPort, contract.ProxyTapPort))
-	args := []string{
-		flag(contract.InitFlagInboundProxyPort, strconv.Itoa(contract.ProxyInboundPort)),
-		flag(contract.InitFlagOutboundProxyPort, strconv.Itoa(contract.ProxyOutboundPort)),
-		flag(contract.InitFlagProxyUID, strconv.Itoa(contract.ProxyUID)),
-		flag(contract.InitFlagSkipInboundPorts, skipIn.String()),
-	}
+	args := seq(
+		str(flag(contract.InitFlagInboundProxyPort, strconv.Itoa(contract.ProxyInboundPort))),
+		str(flag(contract.InitFlagOutboundProxyPort, strconv.Itoa(contract.ProxyOutboundPort))),
+		str(flag(contract.InitFlagProxyUID, strconv.Itoa(contract.ProxyUID))),
+		str(flag(contract.InitFlagSkipInboundPorts, skipIn.String())),
+	)
 	if !s.SkipOutboundPorts.Empty() {
-		args = append(args, flag(contract.InitFlagSkipOutboundPorts, s.SkipOutboundPorts.String()))
+		args.Content = append(args.Content, str(flag(contract.InitFlagSkipOutboundPorts, s.SkipOutboundPorts.String())))
 	}
-	sc := restricted()
-	sc.RunAsUser = 0
-	sc.RunAsNonRoot = false
-	sc.Capabilities.Add = []string{"NET_ADMIN", "NET_RAW"}
-	return container{
-		Name:            contract.InitContainerName,
-		Image:           s.Image,
-		Command:         []string{contract.InitBinaryPath},
-		Args:            args,
-		SecurityContext: sc,
-	}
+	return mapping(
+		"name", str(contract.InitContainerName),
+		"image", str(s.Image),
+		"command", seq(str(contract.InitBinaryPath)),
+		"args", args,
+		"securityContext", securityContext(0, []string{"NET_ADMIN", "NET_RAW"}),
+	)
 }
 
 func flag(name, value string) string { return "--" + name + "=" + value }
 
-func proxyResources(r Resources) *resources {
+// securityContext passes the Pod Security restricted profile except for
+// the init step's root user and capabilities.
+func securityContext(uid int, addCaps []string) *yaml.Node {
+	caps := mapping()
+	if len(addCaps) > 0 {
+		add(caps, "add", strs(addCaps...))
+	}
+	add(caps, "drop", strs("ALL"))
+	return mapping(
+		"runAsUser", num(uid),
+		"runAsNonRoot", boolean(uid != 0),
+		"readOnlyRootFilesystem", boolean(true),
+		"allowPrivilegeEscalation", boolean(false),
+		"capabilities", caps,
+		"seccompProfile", mapping("type", str("RuntimeDefault")),
+	)
+}
+
+func httpProbe(path string, period, failures int) *yaml.Node {
+	return mapping(
+		"httpGet", mapping("path", str(path), "port", num(contract.ProxyAdminPort)),
+		"periodSeconds", num(period),
+		"failureThreshold", num(failures),
+	)
+}
+
+func envValue(name, value string) *yaml.Node {
+	return mapping("name", str(name), "value", str(value))
+}
+
+func envField(name, fieldPath string) *yaml.Node {
+	return mapping("name", str(name), "valueFrom", mapping("fieldRef", mapping("fieldPath", str(fieldPath))))
+}
+
+// proxyResources sets only what is configured; nil when nothing is.
+func proxyResources(r Resources) *yaml.Node {
 	if r.empty() {
 		return nil
 	}
-	out := &resources{}
-	set := func(m *map[string]string, k, v string) {
-		if v == "" {
-			return
+	out := mapping()
+	for _, group := range []struct {
+		name        string
+		cpu, memory string
+	}{
+		{"requests", r.CPURequest, r.MemoryRequest},
+		{"limits", r.CPULimit, r.MemoryLimit},
+	} {
+		m := mapping()
+		if group.cpu != "" {
+			add(m, "cpu", str(group.cpu))
 		}
-		if *m == nil {
-			*m = map[string]string{}
+		if group.memory != "" {
+			add(m, "memory", str(group.memory))
 		}
-		(*m)[k] = v
+		if len(m.Content) > 0 {
+			add(out, group.name, m)
+		}
 	}
-	set(&out.Requests, "cpu", r.CPURequest)
-	set(&out.Requests, "memory", r.MemoryRequest)
-	set(&out.Limits, "cpu", r.CPULimit)
-	set(&out.Limits, "memory", r.MemoryLimit)
 	return out
 }
 
-// toNode renders a container as an RNode to insert into a pod spec.
-func toNode(c container) (*yaml.RNode, error) {
-	b, err := yaml.Marshal(c)
-	if err != nil {
-		return nil, err
+// Node builders. Strings carry the !!str tag so the encoder quotes values
+// like "8080" that would otherwise read as numbers.
+
+func mapping(kvs ...any) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.MappingNode, Tag: yaml.NodeTagMap}
+	for i := 0; i < len(kvs); i += 2 {
+		add(n, kvs[i].(string), kvs[i+1].(*yaml.Node))
 	}
-	return yaml.Parse(string(b))
+	return n
+}
+
+func add(m *yaml.Node, key string, value *yaml.Node) {
+	m.Content = append(m.Content, str(key), value)
+}
+
+func seq(items ...*yaml.Node) *yaml.Node {
+	return &yaml.Node{Kind: yaml.SequenceNode, Tag: yaml.NodeTagSeq, Content: items}
+}
+
+func strs(ss ...string) *yaml.Node {
+	n := seq()
+	for _, s := range ss {
+		n.Content = append(n.Content, str(s))
+	}
+	return n
+}
+
+func str(s string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: yaml.NodeTagString, Value: s}
+}
+
+func num(i int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: yaml.NodeTagInt, Value: strconv.Itoa(i)}
+}
+
+func boolean(b bool) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: yaml.NodeTagBool, Value: strconv.FormatBool(b)}
 }

@@ -342,11 +342,25 @@ func namespaceModes(nodes []*yaml.RNode, results *framework.Results) map[string]
 }
 
 func annotation(n *yaml.RNode, key string) (string, bool) {
-	v, err := n.Pipe(yaml.Lookup("metadata", "annotations", key))
-	if err != nil || v == nil {
+	v := child(child(child(n.YNode(), "metadata"), "annotations"), key)
+	if v == nil {
 		return "", false
 	}
-	return v.YNode().Value, true
+	return v.Value, true
+}
+
+// child returns the value of key in the mapping m, or nil. Direct node
+// access: kyaml's path filters cost too much per annotation on large inputs.
+func child(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
 }
 
 func stringField(n *yaml.RNode, field string) string {

@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"fmt"
 	"slices"
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -42,29 +43,22 @@ func deleteKeys(template *yaml.RNode, field string, keys []string) {
 
 // addOurs puts in the init step, the proxy and our metadata.
 func addOurs(template, spec *yaml.RNode, s podSettings) error {
-	initNode, err := toNode(initContainer(s))
-	if err != nil {
-		return err
-	}
-	proxyNode, err := toNode(proxyContainer(s))
-	if err != nil {
-		return err
-	}
+	initNode, proxyNode := initContainer(s), proxyContainer(s)
 	inits, err := spec.Pipe(yaml.LookupCreate(yaml.SequenceNode, "initContainers"))
 	if err != nil {
 		return err
 	}
 	// The init step goes first so the redirect is in place before any other
 	// container, the proxy included, starts.
-	ours := []*yaml.Node{initNode.YNode()}
+	ours := []*yaml.Node{initNode}
 	if s.NativeSidecar {
-		ours = append(ours, proxyNode.YNode())
+		ours = append(ours, proxyNode)
 	} else {
 		containers, err := spec.Pipe(yaml.LookupCreate(yaml.SequenceNode, "containers"))
 		if err != nil {
 			return err
 		}
-		containers.YNode().Content = append([]*yaml.Node{proxyNode.YNode()}, containers.YNode().Content...)
+		containers.YNode().Content = append([]*yaml.Node{proxyNode}, containers.YNode().Content...)
 	}
 	inits.YNode().Content = append(ours, inits.YNode().Content...)
 
@@ -84,13 +78,37 @@ func addOurs(template, spec *yaml.RNode, s podSettings) error {
 // setMetadata sets string entries of metadata.labels or .annotations,
 // quoting values only where YAML needs it.
 func setMetadata(template *yaml.RNode, field string, entries [][2]string) error {
+	m := ensureMap(ensureMap(template.YNode(), "metadata"), field)
+	if m == nil {
+		return fmt.Errorf("metadata.%s is not a mapping", field)
+	}
 	for _, e := range entries {
-		err := template.PipeE(
-			yaml.PathGetter{Path: []string{"metadata", field}, Create: yaml.MappingNode},
-			yaml.FieldSetter{Name: e[0], Value: yaml.NewStringRNode(e[1])})
-		if err != nil {
-			return err
+		if v := child(m, e[0]); v != nil {
+			*v = *str(e[1])
+			continue
 		}
+		add(m, e[0], str(e[1]))
 	}
 	return nil
+}
+
+// ensureMap returns the mapping at key in m, adding an empty one when the
+// key is missing or null; nil when m or the value is not a mapping.
+func ensureMap(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	v := child(m, key)
+	if v == nil {
+		v = mapping()
+		add(m, key, v)
+		return v
+	}
+	if v.Kind == yaml.ScalarNode && v.Tag == yaml.NodeTagNull {
+		*v = *mapping()
+	}
+	if v.Kind != yaml.MappingNode {
+		return nil
+	}
+	return v
 }

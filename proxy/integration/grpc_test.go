@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,11 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
-	"github.com/conduitmesh/conduit/proxy/integration/internal/grpcapp"
 	"github.com/conduitmesh/conduit/proxy/integration/meshtest"
 )
-
-func grpcServer() *grpc.Server { return grpcapp.NewServer() }
 
 // testGRPC calls the gRPC application from the client namespace through
 // both proxies: unary, server-streaming (long-lived), bidi and an error.
@@ -51,6 +49,7 @@ func testGRPC(t *testing.T, m *testMesh) {
 	})
 
 	t.Run("server streaming", func(t *testing.T) {
+		drainStreamEnds(m)
 		// Eight messages 250 ms apart: a stream open for two seconds.
 		req := &testpb.StreamingOutputCallRequest{}
 		for i := range 8 {
@@ -76,6 +75,36 @@ func testGRPC(t *testing.T, m *testMesh) {
 			if n := len(resp.GetPayload().GetBody()); n != 100+i {
 				t.Fatalf("message %d has %d bytes, want %d", i, n, 100+i)
 			}
+		}
+		if err := <-m.grpc.StreamEnds(); err != nil {
+			t.Errorf("server stream ended with %v", err)
+		}
+	})
+
+	t.Run("cancel mid-stream", func(t *testing.T) {
+		drainStreamEnds(m)
+		sctx, scancel := context.WithCancel(ctx)
+		req := &testpb.StreamingOutputCallRequest{}
+		for range 20 {
+			req.ResponseParameters = append(req.ResponseParameters, &testpb.ResponseParameters{Size: 10, IntervalUs: 200_000})
+		}
+		stream, err := client.StreamingOutputCall(sctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatalf("first message: %v", err)
+		}
+		scancel()
+		// The cancel travels as RST_STREAM through both proxies: the server
+		// stops long before its four seconds of messages.
+		select {
+		case err := <-m.grpc.StreamEnds():
+			if status.Code(err) != codes.Canceled && !errors.Is(err, context.Canceled) {
+				t.Errorf("server stream ended with %v, want Canceled", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("the server did not see the client's cancel")
 		}
 	})
 
@@ -127,8 +156,8 @@ func testGRPC(t *testing.T, m *testMesh) {
 			{m.ServerProxy, before.server, with(inbound, contract.LabelAuthority, authority(grpcPort))},
 		} {
 			// 3 unary + 1 server stream + 1 bidi succeed; 1 fails with
-			// grpc-status 5 under HTTP status 200.
-			expectDelta(t, side.p, side.before, contract.MetricRequestTotal, side.sel, 6)
+			// grpc-status 5 under HTTP status 200; 1 is cancelled.
+			expectDelta(t, side.p, side.before, contract.MetricRequestTotal, side.sel, 7)
 			expectDelta(t, side.p, side.before, contract.MetricResponseTotal, with(side.sel,
 				contract.LabelGRPCStatusCode, "0", contract.LabelClassification, contract.ClassificationSuccess), 5)
 			expectDelta(t, side.p, side.before, contract.MetricResponseTotal, with(side.sel,
@@ -136,4 +165,14 @@ func testGRPC(t *testing.T, m *testMesh) {
 				contract.LabelGRPCStatusCode, fmt.Sprint(int(codes.NotFound)), contract.LabelClassification, contract.ClassificationFailure), 1)
 		}
 	})
+}
+
+func drainStreamEnds(m *testMesh) {
+	for {
+		select {
+		case <-m.grpc.StreamEnds():
+		default:
+			return
+		}
+	}
 }

@@ -212,6 +212,17 @@ func (p *Proxy) Exited() bool {
 	}
 }
 
+// Wait waits up to timeout for the proxy to exit and returns whether it
+// did and its exit error.
+func (p *Proxy) Wait(timeout time.Duration) (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.waitErr
+	case <-time.After(timeout):
+		return false, nil
+	}
+}
+
 // Stop sends SIGTERM, waits for the drain, then kills. It returns the
 // proxy's exit error, nil for a clean exit.
 func (p *Proxy) Stop() error {

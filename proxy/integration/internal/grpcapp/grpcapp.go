@@ -17,18 +17,26 @@ import (
 // Server implements the calls the tests use.
 type Server struct {
 	testpb.UnimplementedTestServiceServer
+	streamEnds chan error
 }
 
-// NewServer returns a grpc.Server with the TestService registered.
-func NewServer() *grpc.Server {
+// NewServer returns a grpc.Server with the TestService registered, and the
+// service, whose StreamEnds reports how server streams ended.
+func NewServer() (*grpc.Server, *Server) {
+	svc := &Server{streamEnds: make(chan error, 64)}
 	s := grpc.NewServer()
-	testpb.RegisterTestServiceServer(s, Server{})
-	return s
+	testpb.RegisterTestServiceServer(s, svc)
+	return s, svc
 }
+
+// StreamEnds receives, for each StreamingOutputCall, nil when it sent
+// everything or the error that cut it short (such as the client's cancel
+// arriving as RST_STREAM).
+func (s *Server) StreamEnds() <-chan error { return s.streamEnds }
 
 // UnaryCall answers with a payload of the requested size, or with the
 // requested status when ResponseStatus has a non-zero code.
-func (Server) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (*Server) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
 	if st := req.GetResponseStatus(); st.GetCode() != 0 {
 		return nil, status.Error(codes.Code(st.GetCode()), st.GetMessage())
 	}
@@ -37,7 +45,13 @@ func (Server) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb.S
 
 // StreamingOutputCall sends one response per parameter, each after its
 // interval, so a stream can stay open as long as the client asks.
-func (Server) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+func (s *Server) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) (err error) {
+	defer func() {
+		select {
+		case s.streamEnds <- err:
+		default:
+		}
+	}()
 	for _, p := range req.GetResponseParameters() {
 		if d := time.Duration(p.GetIntervalUs()) * time.Microsecond; d > 0 {
 			select {
@@ -57,7 +71,7 @@ func (Server) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream
 }
 
 // FullDuplexCall answers each request as it arrives: ping-pong.
-func (Server) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
+func (*Server) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
 	for {
 		req, err := stream.Recv()
 		if err == io.EOF {

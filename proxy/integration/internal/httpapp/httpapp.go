@@ -51,11 +51,12 @@ type App struct {
 	// Downloads receives the error (nil when complete) of each /bytes
 	// response.
 	downloads chan error
+	slow      chan struct{}
 }
 
 // New returns the app.
 func New() *App {
-	return &App{uploads: make(chan Upload, 64), downloads: make(chan error, 64)}
+	return &App{uploads: make(chan Upload, 64), downloads: make(chan error, 64), slow: make(chan struct{}, 64)}
 }
 
 // Uploads reports each /upload body as it ends.
@@ -64,6 +65,9 @@ func (a *App) Uploads() <-chan Upload { return a.uploads }
 // Downloads reports each /bytes response as it ends.
 func (a *App) Downloads() <-chan error { return a.downloads }
 
+// SlowStarted receives a value when a /slow request arrives.
+func (a *App) SlowStarted() <-chan struct{} { return a.slow }
+
 // ServeHTTP routes:
 //
 //	GET  /bytes?n=N        N bytes of Pattern, with Content-Length
@@ -71,6 +75,7 @@ func (a *App) Downloads() <-chan error { return a.downloads }
 //	POST /upload           reads the body, answers "BYTES SHA256"
 //	GET  /status/CODE      answers with that status
 //	GET  /proto            answers the request's protocol, e.g. HTTP/2.0
+//	GET  /slow?ms=N        answers after N milliseconds
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/bytes" || r.URL.Path == "/chunked":
@@ -101,6 +106,18 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(code)
 		fmt.Fprintf(w, "status %d\n", code)
+	case r.URL.Path == "/slow":
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 {
+			http.Error(w, "ms must be a number of milliseconds", http.StatusBadRequest)
+			return
+		}
+		a.slow <- struct{}{}
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			fmt.Fprintf(w, "slept %d ms\n", ms)
+		case <-r.Context().Done():
+		}
 	case r.URL.Path == "/proto":
 		fmt.Fprint(w, r.Proto)
 	default:

@@ -24,6 +24,12 @@ test: build cluster-prepare
 FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/ports
+	$(GO) test -run '^$$' -fuzz '^FuzzRun$$' -fuzztime $(FUZZTIME) ./krm-functions/frontend
+
+## demo: renders emojivoto injected, the way Argo CD renders it: kustomize
+## with conduit-inject (from bin/) as an exec plugin.
+demo: build
+	PATH="$(BIN):$$PATH" $(GO) tool kustomize build --enable-alpha-plugins --enable-exec examples/emojivoto
 
 ## bench: Go benchmarks, then the load runs that print figures (root; env
 ## BENCH_DURATION, BENCH_WARMUP, BENCH_QPS, BENCH_TARGETS, BENCH_PROTOCOLS: see bench/README.md).
@@ -74,3 +80,10 @@ prometheus-image:
 	@test -x /usr/bin/prometheus || { echo "prometheus-image: /usr/bin/prometheus missing: apt-get install prometheus"; exit 1; }
 	$(GO) run ./image/cmd/conduit-host-image --program /usr/bin/prometheus --dir /prometheus:65534 --dir /etc/prometheus \
 		--user 65534 --tag ghcr.io/conduitmesh/prometheus:$(PROMETHEUS_DEB_VERSION) --layout dist/prometheus --archive dist/prometheus.tar
+
+## manifests: render base/ from generator/conduit.yaml, first pinning its
+## images to the digests `make image` and `make prometheus-image` produced.
+.PHONY: manifests
+manifests: image prometheus-image
+	$(GO) run ./generator/cmd/conduit-generate --config generator/conduit.yaml --write-config --out base \
+		--proxy-layout dist/conduit-proxy --prometheus-layout dist/prometheus

@@ -21,6 +21,7 @@ import (
 	"github.com/conduitmesh/conduit/pkg/ports"
 	"github.com/conduitmesh/conduit/pkg/version"
 	"github.com/conduitmesh/conduit/proxy/internal/admin"
+	"github.com/conduitmesh/conduit/proxy/internal/h2"
 	"github.com/conduitmesh/conduit/proxy/internal/http1"
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
 	"github.com/conduitmesh/conduit/proxy/internal/origdst"
@@ -136,6 +137,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 			OpaquePorts:   o.OpaquePorts,
 			DetectTimeout: o.DetectTimeout,
 			HTTP1:         http1.New(direction, r, o.Connector, m, http1.WithLogger(log)),
+			HTTP2:         h2.New(direction, r, o.Connector, m, h2.WithLogger(log)),
 			Log:           log,
 		})
 	}

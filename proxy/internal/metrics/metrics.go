@@ -192,6 +192,7 @@ type Route struct {
 
 type respKey struct {
 	status, grpc int
+	failed       bool
 }
 
 // Authority is the label value this route counts under (OtherAuthority
@@ -222,7 +223,18 @@ func Classify(status, grpcStatus int) string {
 // Response returns the response metrics for a status and grpc-status
 // (NoGRPCStatus when absent).
 func (r *Route) Response(status, grpcStatus int) *Response {
-	k := respKey{status, grpcStatus}
+	return r.response(respKey{status, grpcStatus, false})
+}
+
+// Failed returns the metrics for responses that began with status but
+// then broke off (the upstream reset the stream or went away): they are
+// failures whatever the status said.
+func (r *Route) Failed(status int) *Response {
+	return r.response(respKey{status, NoGRPCStatus, true})
+}
+
+func (r *Route) response(k respKey) *Response {
+	status, grpcStatus := k.status, k.grpc
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if x, ok := r.responses[k]; ok {
@@ -232,7 +244,11 @@ func (r *Route) Response(status, grpcStatus int) *Response {
 	if grpcStatus != NoGRPCStatus {
 		grpc = strconv.Itoa(grpcStatus)
 	}
-	lv := []string{r.labels[0], r.labels[1], r.labels[2], strconv.Itoa(status), Classify(status, grpcStatus), grpc}
+	class := Classify(status, grpcStatus)
+	if k.failed {
+		class = contract.ClassificationFailure
+	}
+	lv := []string{r.labels[0], r.labels[1], r.labels[2], strconv.Itoa(status), class, grpc}
 	x := &Response{
 		total:   r.m.responses.WithLabelValues(lv...),
 		latency: r.m.latency.WithLabelValues(lv...),

@@ -1,0 +1,297 @@
+// Package h2 proxies HTTP/2 connections (h2c with prior knowledge, which
+// is how gRPC travels in the clear) stream by stream: each request is sent
+// upstream on a pooled HTTP/2 connection, and response headers, body and
+// trailers come back as they arrive, so streaming gRPC calls are neither
+// buffered nor cut.
+//
+// It uses net/http's HTTP/2 implementation (the bundled copy of
+// golang.org/x/net/http2) in unencrypted mode: an http.Server serves the
+// detected connections handed to it through an in-memory listener, and an
+// http.Transport speaks h2c prior knowledge upstream.
+package h2
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/conduitmesh/conduit/pkg/contract"
+	"github.com/conduitmesh/conduit/proxy/internal/conn"
+	"github.com/conduitmesh/conduit/proxy/internal/metrics"
+	"github.com/conduitmesh/conduit/proxy/internal/proxyerr"
+	"github.com/conduitmesh/conduit/proxy/internal/resolve"
+)
+
+// Proxy serves HTTP/2 connections for one direction.
+type Proxy struct {
+	direction string
+	resolver  resolve.Resolver
+	metrics   *metrics.Metrics
+	log       *slog.Logger
+
+	srv       *http.Server
+	ln        *connListener
+	transport *http.Transport
+	bufs      sync.Pool
+}
+
+// Option configures a Proxy.
+type Option func(*Proxy)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
+
+type connKey struct{}
+
+const bufSize = 16 << 10 // one maximum-size DATA frame
+
+// New returns a Proxy; it starts serving connections passed to ServeConn.
+func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.Metrics, opts ...Option) *Proxy {
+	p := &Proxy{direction: direction, resolver: r, metrics: m, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(p)
+	}
+	p.bufs.New = func() any { b := make([]byte, bufSize); return &b }
+
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	p.transport = &http.Transport{
+		Protocols: &h2c,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			ap, err := netip.ParseAddrPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			return c.Connect(ctx, resolve.Endpoint{Addr: ap})
+		},
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	p.ln = newConnListener()
+	p.srv = &http.Server{
+		Handler:   p,
+		Protocols: &h2c,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c.(*trackedConn).Conn)
+		},
+		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	go p.srv.Serve(p.ln)
+	return p
+}
+
+// ServeConn serves c, whose first bytes are the HTTP/2 preface, until it
+// closes.
+func (p *Proxy) ServeConn(c *conn.Conn) {
+	tc := &trackedConn{Conn: c, closed: make(chan struct{})}
+	if !p.ln.push(tc) {
+		return
+	}
+	<-tc.closed
+}
+
+// Drain sends GOAWAY on every connection; each closes once its streams
+// are done.
+func (p *Proxy) Drain() {
+	go p.srv.Shutdown(context.Background())
+}
+
+// hopByHop are connection-specific fields that must not be forwarded
+// (RFC 9113 section 8.2.2); TE is handled apart.
+var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade"}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	c, _ := r.Context().Value(connKey{}).(*conn.Conn)
+	var origDst netip.AddrPort
+	if c != nil {
+		origDst = c.OrigDst
+	}
+	route := p.metrics.Route(p.direction, []byte(r.Host), false)
+	route.Request()
+
+	ep, err := p.resolver.Resolve(r.Context(), resolve.Target{OrigDst: origDst, Authority: r.Host})
+	if err != nil {
+		p.fail(w, route, start, proxyerr.Map(proxyerr.Resolve, err))
+		return
+	}
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	out.URL.Scheme = "http"
+	out.URL.Host = ep.Addr.String()
+	out.Host = r.Host
+	for _, h := range hopByHop {
+		out.Header.Del(h)
+	}
+	if te := out.Header.Get("Te"); te != "" && te != "trailers" {
+		out.Header.Del("Te")
+	}
+	if r.ContentLength == 0 && r.Body == http.NoBody {
+		out.Body = nil
+	}
+	resp, err := p.transport.RoundTrip(out)
+	if err != nil {
+		if r.Context().Err() != nil {
+			// The client went away (RST_STREAM or connection closed); the
+			// transport has cancelled the upstream stream.
+			return
+		}
+		p.fail(w, route, start, proxyerr.Map(proxyerr.Response, err))
+		return
+	}
+	defer resp.Body.Close()
+	ttfb := time.Since(start)
+
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	for _, k := range hopByHop {
+		h.Del(k)
+	}
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	// A gRPC "trailers-only" response (one HEADERS frame ending the
+	// stream) carries its status in the headers; only such a response has
+	// grpc-status there. net/http always sends headers before ending a
+	// stream, so the status moves to trailers, where gRPC clients then
+	// look for it.
+	var grpcTrailers http.Header
+	if h.Get("Grpc-Status") != "" {
+		grpcTrailers = http.Header{}
+		for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+			if vv, ok := h[k]; ok {
+				grpcTrailers[k] = vv
+				delete(h, k)
+			}
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	rc.Flush() // headers out now: a streaming call's client may wait for them
+
+	bp := p.bufs.Get().(*[]byte)
+	copyErr := copyFlushing(w, rc, resp.Body, *bp)
+	p.bufs.Put(bp)
+
+	grpcStatus := metrics.NoGRPCStatus
+	if s := resp.Trailer.Get("Grpc-Status"); s != "" {
+		grpcStatus = parseStatus(s)
+	} else if s := grpcTrailers.Get("Grpc-Status"); s != "" {
+		grpcStatus = parseStatus(s)
+	}
+	if copyErr != nil {
+		route.Failed(resp.StatusCode).Observe(ttfb)
+		// Reset the client's stream so it sees the failure rather than a
+		// clean end (net/http sends RST_STREAM for an aborted handler).
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+	for k, vv := range grpcTrailers {
+		h[http.TrailerPrefix+k] = vv
+	}
+	route.Response(resp.StatusCode, grpcStatus).Observe(ttfb)
+}
+
+// copyFlushing copies the body, flushing every piece so streamed messages
+// are not held back.
+func copyFlushing(w io.Writer, rc *http.ResponseController, body io.Reader, buf []byte) error {
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if ferr := rc.Flush(); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func parseStatus(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 2 // UNKNOWN
+	}
+	return n
+}
+
+func (p *Proxy) fail(w http.ResponseWriter, route *metrics.Route, start time.Time, e *proxyerr.Error) {
+	p.log.Debug("h2 request failed", "direction", p.direction, "status", e.Status, "err", e)
+	route.Response(e.Status, metrics.NoGRPCStatus).Observe(time.Since(start))
+	w.Header().Set(contract.ProxyErrorHeader, e.Reason)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(e.Status)
+	io.WriteString(w, e.Reason+"\n")
+}
+
+// trackedConn tells ServeConn when the HTTP server is done with it.
+type trackedConn struct {
+	*conn.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (t *trackedConn) Close() error {
+	err := t.Conn.Close()
+	t.once.Do(func() { close(t.closed) })
+	return err
+}
+
+// connListener hands connections detected elsewhere to an http.Server.
+type connListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *connListener) push(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "h2" }

@@ -222,6 +222,35 @@ func TestMesh(t *testing.T) {
 		}
 	})
 
+	t.Run("admin endpoints", func(t *testing.T) {
+		for _, p := range []*meshtest.Proxy{m.ClientProxy, m.ServerProxy} {
+			c := p.NS.HTTPClient(5 * time.Second)
+			for _, path := range []string{contract.AdminLivePath, contract.AdminReadyPath} {
+				resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", contract.ProxyAdminPort, path))
+				if err != nil {
+					t.Fatalf("%s: %v", p.NS.Name, err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("%s %s: %s, want 200", p.NS.Name, path, resp.Status)
+				}
+			}
+		}
+		// A scrape of the server pod's address, as Prometheus makes it from
+		// outside, reaches the server proxy's admin port: inbound traffic to
+		// it is not redirected into the proxy.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		mm, err := meshtest.ScrapeURL(ctx, m.Client.HTTPClient(5*time.Second), url(contract.ProxyAdminPort, contract.AdminMetricsPath))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sel := meshtest.Labels{contract.LabelPod: meshtest.ServerWorkload.Pod, contract.LabelDirection: contract.DirectionInbound}
+		if mm.Sum(contract.MetricRequestTotal, sel) < 1 {
+			t.Errorf("scrape of %s has no %s%s", url(contract.ProxyAdminPort, contract.AdminMetricsPath), contract.MetricRequestTotal, sel)
+		}
+	})
+
 	t.Run("http1 failure status", func(t *testing.T) {
 		before := m.snapshot(t)
 		if out := m.curl(t, "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", url(httpPort, "/status/503")); out != "503" {

@@ -194,10 +194,12 @@ state = %[2]q
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's container state stays in the node's folder.
+        Root = %[7]q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[6]q
-`, n.path("containerd", "root"), n.path("containerd", "state"), n.sock(), n.path("containerd", "opt"), PauseImage, n.path("cni", "net.d")),
+`, n.path("containerd", "root"), n.path("containerd", "state"), n.sock(), n.path("containerd", "opt"), PauseImage, n.path("cni", "net.d"), n.path("runc")),
 
 		n.path("cni", "net.d", "10-conduit.conflist"): fmt.Sprintf(`{
   "cniVersion": "1.0.0",

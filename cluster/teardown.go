@@ -93,8 +93,10 @@ func Down(ctx context.Context, opts ...Option) error {
 			if existed {
 				continue
 			}
-			if p == "/run/netns" {
-				_ = os.Remove(p) // shared with other tools: only if empty
+			// Shared with other tools: removed only when empty, or (for
+			// containerd's folder) when no other containerd runs.
+			if p == "/run/netns" || (p == "/run/containerd" && len(pidsWithExe("containerd", "containerd-shim-runc-v2")) > 0) {
+				removeEmptyDirs(p)
 				continue
 			}
 			unmountUnder(p)
@@ -405,4 +407,37 @@ func hasRules(listing string) bool {
 		}
 	}
 	return false
+}
+
+// pidsWithExe lists processes whose executable's base name is one of names.
+func pidsWithExe(names ...string) []int {
+	var pids []int
+	for _, pid := range allPids() {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			if filepath.Base(exe) == n {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// removeEmptyDirs removes root and the folders below it that are empty,
+// deepest first; anything holding a file stays.
+func removeEmptyDirs(root string) {
+	var dirs []string
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		_ = os.Remove(d)
+	}
 }

@@ -31,8 +31,10 @@ type options struct {
 	workload                             metrics.Workload
 }
 
+// envOr is the environment variable's value, or def when it is unset or
+// empty.
 func envOr(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
+	if v := os.Getenv(name); v != "" {
 		return v
 	}
 	return def

@@ -521,3 +521,38 @@ func TestCopySelf(t *testing.T) {
 		t.Error("copying into a missing directory succeeded")
 	}
 }
+
+// TestFunctionKeepsKustomizeAnnotations: the annotations kustomize puts on
+// the items it sends come back unchanged, so kustomize can map them back.
+func TestFunctionKeepsKustomizeAnnotations(t *testing.T) {
+	in := `apiVersion: config.kubernetes.io/v1
+kind: ResourceList
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: p
+    annotations:
+      config.kubernetes.io/index: '0'
+      internal.config.kubernetes.io/index: '0'
+      internal.config.kubernetes.io/annotations-migration-resource-id: '0'
+      config.k8s.io/id: '1'
+  spec:
+    containers:
+    - name: a
+      image: a:v1
+`
+	r := runInject(nil, []byte(in))
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	for _, a := range []string{"config.kubernetes.io/index: '0'", "internal.config.kubernetes.io/index: '0'",
+		"internal.config.kubernetes.io/annotations-migration-resource-id: '0'", "config.k8s.io/id: '1'"} {
+		if !strings.Contains(r.stdout, a) {
+			t.Errorf("lost %s:\n%s", a, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stdout, "- name: conduit-init") {
+		t.Errorf("not injected:\n%s", r.stdout)
+	}
+}

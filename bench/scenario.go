@@ -212,6 +212,8 @@ func (e *env) start(s *scenario, ns *meshtest.NetNS, name string, argv ...string
 	args := append([]string{"taskset", "-c", e.opts.cpu, "env", "GOMAXPROCS=1"}, argv...)
 	cmd := ns.Command(context.Background(), args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// If the benchmark dies without its cleanups, so does the process.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		s.Fatalf("start %s: %v", name, err)

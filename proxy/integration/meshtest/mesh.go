@@ -152,7 +152,9 @@ func (n *NetNS) StartProxy(t T, b Binaries, w Workload, opts ...ProxyOption) *Pr
 		o(&cfg)
 	}
 	uid := strconv.Itoa(contract.ProxyUID)
-	argv := []string{"netns", "exec", n.Name, "setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups"}
+	// --pdeathsig: if the test process dies without its cleanups (a test
+	// timeout), the proxy dies too instead of outliving it.
+	argv := []string{"netns", "exec", n.Name, "setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups", "--pdeathsig=KILL"}
 	argv = append(argv, cfg.wrapper...)
 	argv = append(argv, b.Proxy, "--log-level=info", "--drain-timeout=2s")
 	argv = append(argv, cfg.args...)

@@ -17,7 +17,9 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,13 +62,43 @@ type NetNS struct {
 	Name string
 }
 
-var seq atomic.Int32
+var (
+	seq       atomic.Int32
+	sweepOnce sync.Once
+)
+
+const nsPrefix = "cdmesh-"
+
+// sweepStale deletes namespaces left by earlier runs whose process is gone
+// (a run killed by a timeout never reaches its cleanups). Namespaces are
+// named cdmesh-PID-N-ROLE.
+func sweepStale() {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), nsPrefix)
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "-")
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // its run is still going
+		}
+		_ = run("ip", "netns", "del", e.Name())
+	}
+}
 
 // NewNetNS creates a namespace with loopback up and deletes it (and with it
 // the veth ends inside it) when the test ends.
 func NewNetNS(t T, role string) *NetNS {
 	t.Helper()
-	n := &NetNS{Name: fmt.Sprintf("cdmesh-%d-%d-%s", os.Getpid(), seq.Add(1), role)}
+	sweepOnce.Do(sweepStale)
+	n := &NetNS{Name: fmt.Sprintf("%s%d-%d-%s", nsPrefix, os.Getpid(), seq.Add(1), role)}
 	if err := run("ip", "netns", "add", n.Name); err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	case "up":
 		kc, err := cluster.Up(ctx, opts...)
 		if err != nil {
-			return err
+			// What did start stays up for inspection; logs are in the state folder.
+			return fmt.Errorf("%w\n(logs in %s/logs; `conduit-cluster down` or `make cluster-down` cleans up)", err, o.stateDir)
 		}
 		fmt.Fprintf(out, "export KUBECONFIG=%s\n", kc)
 		return nil

@@ -27,8 +27,10 @@ type pool struct {
 	idleTimeout time.Duration
 	bufSize     int
 
-	mu   sync.Mutex
-	idle map[netip.AddrPort][]*upstream
+	mu    sync.Mutex
+	idle  map[netip.AddrPort][]*upstream
+	reap  *time.Timer // armed while connections are idle
+	armed bool
 }
 
 func newPool(maxIdle int, idleTimeout time.Duration, bufSize int) *pool {
@@ -67,7 +69,44 @@ func (p *pool) put(u *upstream, now time.Time) {
 		return
 	}
 	p.idle[u.addr] = append(list, u)
+	if !p.armed {
+		p.armed = true
+		if p.reap == nil {
+			p.reap = time.AfterFunc(p.idleTimeout, p.closeExpired)
+		} else {
+			p.reap.Reset(p.idleTimeout)
+		}
+	}
 	p.mu.Unlock()
+}
+
+// closeExpired closes connections idle longer than idleTimeout, so
+// connections the upstream closed do not hold descriptors until reuse.
+func (p *pool) closeExpired() {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.armed = false
+	for addr, list := range p.idle {
+		keep := list[:0]
+		for _, u := range list {
+			if now.Sub(u.idleSince) >= p.idleTimeout {
+				u.close()
+			} else {
+				keep = append(keep, u)
+			}
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(p.idle, addr)
+		} else {
+			p.idle[addr] = keep
+		}
+	}
+	if len(p.idle) > 0 {
+		p.armed = true
+		p.reap.Reset(p.idleTimeout / 2)
+	}
 }
 
 func (p *pool) wrap(c net.Conn, addr netip.AddrPort) *upstream {

@@ -47,7 +47,6 @@ func TestPoolExpiresIdleConnections(t *testing.T) {
 	}
 }
 
-
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()

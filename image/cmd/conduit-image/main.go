@@ -45,11 +45,13 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		dir: ".",
-		// The proxy and its init step, the Prometheus discovery sidecar, and
-		// the injector (for Argo CD's repo-server to copy).
+		// The proxy and its init step, the Prometheus discovery sidecar, the
+		// injector and a copier to hand it to Argo CD's repo-server (the
+		// image has no shell).
 		packages: []string{
 			"./proxy/cmd/conduit-proxy", "./proxy/cmd/conduit-init",
 			"./discovery/cmd/conduit-discovery", "./krm-functions/cmd/conduit-inject",
+			"./image/cmd/conduit-copy",
 		},
 		platforms:       []string{"linux/amd64", "linux/arm64"},
 		entrypoint:      contract.ProxyBinaryPath,

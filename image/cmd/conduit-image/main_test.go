@@ -169,7 +169,7 @@ func TestRealProxyImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertBinaries(t, img, contract.ProxyBinaryPath, contract.InitBinaryPath, contract.DiscoveryBinaryPath, contract.InjectBinaryPath)
+	assertBinaries(t, img, contract.ProxyBinaryPath, contract.InitBinaryPath, contract.DiscoveryBinaryPath, contract.InjectBinaryPath, "/conduit-copy")
 }
 
 // assertBinaries checks that img's single layer holds the binaries at the

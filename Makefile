@@ -4,8 +4,8 @@ BIN     := $(CURDIR)/bin
 GOFLAGS_BUILD := -trimpath
 export CGO_ENABLED ?= 0
 
-# Every main package under a cmd/ folder becomes a binary in bin/.
-CMDS = $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... | grep '/cmd/')
+# Every main package under a cmd/ folder, but the examples', becomes a binary in bin/.
+CMDS = $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... | grep '/cmd/' | grep -v '/examples/')
 
 .PHONY: all build test unit fuzz bench demo lint fmt tools clean
 all: build

@@ -114,7 +114,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c != nil {
 		origDst = c.OrigDst
 	}
-	route := p.metrics.Route(p.direction, []byte(r.Host), false)
+	route := p.metrics.RouteString(p.direction, r.Host, false)
 	route.Request()
 
 	ep, err := p.resolver.Resolve(r.Context(), resolve.Target{OrigDst: origDst, Authority: r.Host})
@@ -122,18 +122,31 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, route, start, proxyerr.Map(proxyerr.Resolve, err))
 		return
 	}
-	out := r.Clone(r.Context())
-	out.RequestURI = ""
-	out.URL.Scheme = "http"
-	out.URL.Host = ep.Addr.String()
-	out.Host = r.Host
+	// The request upstream shares the incoming one's header map (it is
+	// this handler's to change) instead of cloning it.
 	for _, h := range hopByHop {
-		out.Header.Del(h)
+		r.Header.Del(h)
 	}
-	if te := out.Header.Get("Te"); te != "" && te != "trailers" {
-		out.Header.Del("Te")
+	if te := r.Header.Get("Te"); te != "" && te != "trailers" {
+		r.Header.Del("Te")
 	}
-	if r.ContentLength == 0 && r.Body == http.NoBody {
+	u := *r.URL
+	u.Scheme, u.Host = "http", ep.Addr.String()
+	out := (&http.Request{
+		Method:        r.Method,
+		URL:           &u,
+		Proto:         r.Proto,
+		ProtoMajor:    r.ProtoMajor,
+		ProtoMinor:    r.ProtoMinor,
+		Header:        r.Header,
+		Body:          r.Body,
+		ContentLength: r.ContentLength,
+		Host:          r.Host,
+		Trailer:       r.Trailer,
+	}).WithContext(r.Context())
+	if r.ContentLength == 0 {
+		// Headers that ended the stream: send them upstream the same way
+		// rather than as headers and an empty DATA frame.
 		out.Body = nil
 	}
 	resp, err := p.transport.RoundTrip(out)
@@ -175,8 +188,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	rc := http.NewResponseController(w)
-	rc.Flush() // headers out now: a streaming call's client may wait for them
+	// A response of unknown length may be a stream (gRPC, server-sent
+	// events): its headers and every piece go out at once. One of known
+	// length goes out as the response writer's buffer fills and when it
+	// ends, in fewer writes.
+	var rc *http.ResponseController
+	if resp.ContentLength < 0 {
+		rc = http.NewResponseController(w)
+		rc.Flush()
+	}
 
 	bp := p.bufs.Get().(*[]byte)
 	copyErr := copyFlushing(w, rc, resp.Body, *bp)
@@ -203,8 +223,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route.Response(resp.StatusCode, grpcStatus).Observe(ttfb)
 }
 
-// copyFlushing copies the body, flushing every piece so streamed messages
-// are not held back.
+// copyFlushing copies the body, flushing every piece (when rc is set) so
+// streamed messages are not held back.
 func copyFlushing(w io.Writer, rc *http.ResponseController, body io.Reader, buf []byte) error {
 	for {
 		n, err := body.Read(buf)
@@ -212,8 +232,10 @@ func copyFlushing(w io.Writer, rc *http.ResponseController, body io.Reader, buf 
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			if ferr := rc.Flush(); ferr != nil {
-				return ferr
+			if rc != nil {
+				if ferr := rc.Flush(); ferr != nil {
+					return ferr
+				}
 			}
 		}
 		if err == io.EOF {

@@ -180,6 +180,18 @@ func (m *Metrics) Route(direction string, authority []byte, tls bool) *Route {
 	return r
 }
 
+// RouteString is Route for an authority held as a string.
+func (m *Metrics) RouteString(direction, authority string, tls bool) *Route {
+	dir := routeDir{direction, tls}
+	m.mu.Lock()
+	r, ok := m.routes[routeKey{dir, authority}]
+	m.mu.Unlock()
+	if ok {
+		return r
+	}
+	return m.Route(direction, []byte(authority), tls)
+}
+
 // Route counts requests and responses for one direction and authority.
 type Route struct {
 	m        *Metrics

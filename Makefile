@@ -2,6 +2,7 @@
 GO      ?= go
 BIN     := $(CURDIR)/bin
 GOFLAGS_BUILD := -trimpath
+VERSION := $(shell sed -n 's/^var Version = "\(.*\)"/\1/p' pkg/version/version.go)
 export CGO_ENABLED ?= 0
 
 # Every main package under a cmd/ folder, but the examples', becomes a binary in bin/.
@@ -87,3 +88,15 @@ prometheus-image:
 manifests: image prometheus-image
 	$(GO) run ./generator/cmd/conduit-generate --config generator/conduit.yaml --write-config --out base \
 		--proxy-layout dist/conduit-proxy --prometheus-layout dist/prometheus
+
+## emojivoto-images: the demo app's four images as docker archives in dist/,
+## tagged as examples/emojivoto's manifests name them.
+EMOJIVOTO_APPS = emoji voting web vote-bot
+.PHONY: emojivoto-images
+emojivoto-images:
+	@mkdir -p dist
+	for app in $(EMOJIVOTO_APPS); do \
+		SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./image/cmd/conduit-image --package ./examples/emojivoto/cmd/$$app \
+			--entrypoint /$$app --user 65532 --platform linux/amd64 --layout "" \
+			--archive dist/emojivoto-$$app.tar --tag ghcr.io/conduitmesh/emojivoto-$$app:$(VERSION) || exit 1; \
+	done

@@ -1,4 +1,4 @@
-// Command emoji-svc serves emojivoto.v1.EmojiService on $GRPC_PORT (8080).
+// Command emoji serves emojivoto.v1.EmojiService on $GRPC_PORT (8080).
 package main
 
 import (
@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	log := app.Logger("emoji-svc")
+	log := app.Logger("emoji")
 	ctx, stop := app.SignalContext()
 	defer stop()
 	s := grpc.NewServer()

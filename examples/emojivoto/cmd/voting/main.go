@@ -1,4 +1,4 @@
-// Command voting-svc serves emojivoto.v1.VotingService on $GRPC_PORT (8080).
+// Command voting serves emojivoto.v1.VotingService on $GRPC_PORT (8080).
 package main
 
 import (
@@ -9,7 +9,7 @@ import (
 )
 
 func main() {
-	log := app.Logger("voting-svc")
+	log := app.Logger("voting")
 	ctx, stop := app.SignalContext()
 	defer stop()
 	s := grpc.NewServer()

@@ -168,3 +168,57 @@ func TestBindFailure(t *testing.T) {
 		t.Fatalf("Run with a taken port: %v, want an error naming the outbound listener", err)
 	}
 }
+
+// HTTP/1 through the whole proxy: the inbound direction sends to the
+// original port on 127.0.0.1, and a scrape of /metrics shows the request
+// with the workload labels.
+func TestInboundHTTPMetricsScraped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	port := netip.MustParseAddrPort(ln.Addr().String()).Port()
+	// The original destination is a pod IP; inbound goes to 127.0.0.1 on
+	// its port.
+	r := start(t, netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), port), nil)
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", r.in.String())
+	}}}
+	for range 3 {
+		resp, err := c.Get("http://web.shop.svc.cluster.local/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTeapot {
+			t.Fatalf("status %d, want 418 from the app", resp.StatusCode)
+		}
+	}
+	fams := scrape(t, r.admin)
+	labels := map[string]string{
+		"direction": "inbound", "authority": "web.shop.svc.cluster.local", "tls": "false",
+		"namespace": "ns", "pod": "web-1", "deployment": "web",
+	}
+	if v, _ := value(fams, "request_total", labels); v != 3 {
+		t.Fatalf("request_total = %v, want 3", v)
+	}
+	labels["status_code"], labels["classification"], labels["grpc_status_code"] = "418", "success", ""
+	if v, _ := value(fams, "response_total", labels); v != 3 {
+		t.Fatalf("response_total = %v, want 3", v)
+	}
+	if v, _ := value(fams, "response_latency_ms", labels); v != 3 {
+		t.Fatalf("response_latency_ms count = %v, want 3", v)
+	}
+	if v, _ := value(fams, "tcp_open_total", map[string]string{"direction": "inbound"}); v != 1 {
+		t.Fatalf("tcp_open_total = %v, want 1 (one keep-alive connection)", v)
+	}
+	if v, _ := value(fams, "tcp_read_bytes_total", map[string]string{"direction": "inbound"}); v < float64(3*len("GET / HTTP/1.1\r\n")) {
+		t.Fatalf("tcp_read_bytes_total = %v: bytes of HTTP connections are not counted", v)
+	}
+}

@@ -100,3 +100,10 @@ emojivoto-images:
 			--entrypoint /$$app --user 65532 --platform linux/amd64 --layout "" \
 			--archive dist/emojivoto-$$app.tar --tag ghcr.io/conduitmesh/emojivoto-$$app:$(VERSION) || exit 1; \
 	done
+
+## e2e-local: overlays/local on the local node (root): Debian's Prometheus
+## with conduit-discovery becomes Ready and answers response_total by
+## deployment for an injected workload, through the API server's proxy.
+.PHONY: e2e-local
+e2e-local: image prometheus-image cluster-prepare
+	$(GO) test -count=1 -tags e2e -timeout 20m -v -run '^TestLocalOverlayOnTheNode$$' ./generator/

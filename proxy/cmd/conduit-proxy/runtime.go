@@ -3,21 +3,18 @@ package main
 import (
 	"bufio"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// tuneRuntime keeps the proxy's resident memory small. GOMEMLIMIT in the
-// environment still wins over the soft limit set here.
+// tuneRuntime keeps the proxy's resident memory small. The collector keeps
+// its defaults: the HTTP/1 path does not allocate per request, so the heap
+// stays near the runtime's 4 MB minimum target, and a soft memory limit
+// would only make the collector thrash when many connections legitimately
+// need more.
 func tuneRuntime() {
-	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
-		// A soft limit: the live heap is well under a megabyte, so the
-		// collector only works harder if garbage piles up towards it.
-		debug.SetMemoryLimit(12 << 20)
-	}
 	if os.Getenv("CONDUIT_PROXY_KEEP_TEXT") == "" {
 		trimResidentText()
 	}

@@ -150,6 +150,8 @@ func requestErrorStatus(err error) (int, string) {
 	return 0, ""
 }
 
+var errConnect = errors.New("CONNECT method")
+
 type bodyMode uint8
 
 const (
@@ -167,6 +169,11 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 	route := cs.routeFor(p, req)
 	route.Request()
 
+	if equalFold(req.bytes(req.method), "connect") {
+		// Tunnels are not proxied yet; answering keeps the bytes that would
+		// follow a 2xx from being read as a response body.
+		return p.fail(cs, route, start, &proxyerr.Error{Status: 501, Reason: "CONNECT not supported", Err: errConnect}, false, false)
+	}
 	reqLen := max(req.contentLength, 0)
 	hasBody := req.teChunked || reqLen > 0
 	isHead := equalFold(req.bytes(req.method), "head")

@@ -61,8 +61,16 @@ func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.M
 
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
+	// Flow-control windows bound what one connection or stream can make
+	// the proxy buffer; in-cluster round trips are short, so these still
+	// let a stream run at hundreds of MB/s.
+	windows := &http.HTTP2Config{
+		MaxReceiveBufferPerConnection: 1 << 20,
+		MaxReceiveBufferPerStream:     256 << 10,
+	}
 	p.transport = &http.Transport{
 		Protocols: &h2c,
+		HTTP2:     windows,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			ap, err := netip.ParseAddrPort(addr)
 			if err != nil {
@@ -78,6 +86,7 @@ func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.M
 	p.srv = &http.Server{
 		Handler:   p,
 		Protocols: &h2c,
+		HTTP2:     windows,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c.(*trackedConn).Conn)
 		},

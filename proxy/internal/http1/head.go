@@ -58,6 +58,7 @@ type head struct {
 	connClose      bool
 	connKeepAlive  bool
 	expectContinue bool
+	upgrade        bool
 	host           span
 	hasHost        bool
 	// Names listed in Connection (other than close/keep-alive), also
@@ -75,7 +76,7 @@ func (h *head) reset() {
 	h.status, h.minor = 0, 0
 	h.contentLength = -1
 	h.teChunked, h.hasTE, h.connClose, h.connKeepAlive = false, false, false, false
-	h.expectContinue, h.hasHost = false, false
+	h.expectContinue, h.hasHost, h.upgrade = false, false, false
 }
 
 // readHead reads and parses a head from r. isRequest picks the start line
@@ -245,7 +246,11 @@ func (h *head) parseField(s span) error {
 			f.drop = true // the proxy answers 100 Continue itself
 		}
 	case 7:
-		f.drop = equalFold(name, "upgrade")
+		if equalFold(name, "upgrade") {
+			// Not forwarded until the proxy can splice an upgraded
+			// connection; recorded so it can then.
+			f.drop, h.upgrade = true, true
+		}
 	case 10:
 		if equalFold(name, "connection") {
 			f.drop = true

@@ -65,6 +65,10 @@ func TestRequestFraming(t *testing.T) {
 	if err != nil || !h.teChunked || h.contentLength != -1 {
 		t.Fatalf("chunked: %+v %v", h, err)
 	}
+	h, err = parse(t, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", true)
+	if err != nil || !h.upgrade {
+		t.Fatalf("upgrade not recorded: %+v %v", h, err)
+	}
 	h, err = parse(t, "\r\nGET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", true)
 	if err != nil || !h.expectContinue {
 		t.Fatalf("leading empty line and Expect: %+v %v", h, err)

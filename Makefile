@@ -26,6 +26,7 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/ports
 	$(GO) test -run '^$$' -fuzz '^FuzzRun$$' -fuzztime $(FUZZTIME) ./krm-functions/frontend
+	$(GO) test -run '^$$' -fuzz '^FuzzHead$$' -fuzztime $(FUZZTIME) ./proxy/internal/http1
 
 ## demo: renders emojivoto injected, the way Argo CD renders it: kustomize
 ## with conduit-inject (from bin/) as an exec plugin.

@@ -55,7 +55,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fs.Lookup("native-sidecar").NoOptDefVal = "true"
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	copyTo := fs.String("copy-self-to", "", "copy this executable to the given path and exit (to hand it to Argo CD's repo-server from an init container)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -64,13 +63,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "conduit-inject", version.Version)
-		return 0
-	}
-	if *copyTo != "" {
-		if err := copySelf(*copyTo); err != nil {
-			fmt.Fprintln(stderr, "conduit-inject:", err)
-			return 1
-		}
 		return 0
 	}
 	for i, f := range settingFlags {
@@ -104,24 +96,3 @@ func defaultText(c inject.Config, key string) string {
 	return ""
 }
 
-// copySelf writes this executable to path, through a temporary file so a
-// reader never sees half a binary. The Conduit image has no shell or cp.
-func copySelf(path string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o755); err != nil {
-		return fmt.Errorf("--copy-self-to: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("--copy-self-to: %w", err)
-	}
-	return nil
-}

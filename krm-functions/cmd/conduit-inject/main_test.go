@@ -505,23 +505,6 @@ func TestEmojivoto(t *testing.T) {
 	}
 }
 
-// TestCopySelf: the binary copies itself out, as the Argo CD init
-// container does, and the copy runs.
-func TestCopySelf(t *testing.T) {
-	injector, _ := binaries(t)
-	dst := filepath.Join(t.TempDir(), "conduit-inject")
-	if out, err := exec.Command(injector, "--copy-self-to", dst).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	out, err := exec.Command(dst, "--version").Output()
-	if err != nil || !strings.HasPrefix(string(out), "conduit-inject ") {
-		t.Fatalf("the copy does not run: %v %q", err, out)
-	}
-	if err := exec.Command(injector, "--copy-self-to", "/nonexistent/dir/x").Run(); err == nil {
-		t.Error("copying into a missing directory succeeded")
-	}
-}
-
 // TestFunctionKeepsKustomizeAnnotations: the annotations kustomize puts on
 // the items it sends come back unchanged, so kustomize can map them back.
 func TestFunctionKeepsKustomizeAnnotations(t *testing.T) {

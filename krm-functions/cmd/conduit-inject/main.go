@@ -95,4 +95,3 @@ func defaultText(c inject.Config, key string) string {
 	}
 	return ""
 }
-

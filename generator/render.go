@@ -342,9 +342,10 @@ func meshstat(c Config) []object {
 		typeMeta: typeMeta{"rbac.authorization.k8s.io/v1", "ClusterRole"},
 		Metadata: objectMeta{Name: MeshstatRoleName, Labels: l},
 		Rules: []policyRule{
-			{APIGroups: []string{""}, Resources: []string{"pods", "replicationcontrollers"}, Verbs: read},
-			{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments", "replicasets", "statefulsets"}, Verbs: read},
-			{APIGroups: []string{"batch"}, Resources: []string{"cronjobs", "jobs"}, Verbs: read},
+			// The kinds meshstat reports on (deploy, sts, ds, job, pod).
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: read},
+			{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments", "statefulsets"}, Verbs: read},
+			{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: read},
 			// The proxies' tap and admin ports, through the API server.
 			{APIGroups: []string{""}, Resources: []string{"pods/proxy"}, Verbs: []string{"get"}},
 			// Prometheus's HTTP API, through the API server; only the

@@ -163,9 +163,9 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 		t.Errorf("prometheus rules %q", got)
 	}
 	wantMeshstat := []string{
-		"apiGroups= resources=pods,replicationcontrollers resourceNames= verbs=get,list,watch",
-		"apiGroups=apps resources=daemonsets,deployments,replicasets,statefulsets resourceNames= verbs=get,list,watch",
-		"apiGroups=batch resources=cronjobs,jobs resourceNames= verbs=get,list,watch",
+		"apiGroups= resources=pods resourceNames= verbs=get,list,watch",
+		"apiGroups=apps resources=daemonsets,deployments,statefulsets resourceNames= verbs=get,list,watch",
+		"apiGroups=batch resources=jobs resourceNames= verbs=get,list,watch",
 		"apiGroups= resources=pods/proxy resourceNames= verbs=get",
 		"apiGroups= resources=services/proxy resourceNames=conduit-prometheus,conduit-prometheus:http,conduit-prometheus:9090 verbs=get",
 	}

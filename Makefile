@@ -51,11 +51,14 @@ clean:
 	rm -rf $(BIN) dist
 
 ## image: the proxy image (OCI layout dist/conduit-proxy/, docker archive
-## dist/conduit-proxy.tar), reproducible from the last commit's time.
+## dist/conduit-proxy.tar), reproducible: every timestamp is the time of the
+## last commit that touched the image's sources, so committing rendered
+## manifests does not change the digest they pin.
 ## PUSH=registry/repo:tag also pushes it and prints the pinned reference.
+IMAGE_SOURCES = go.mod go.sum pkg proxy discovery krm-functions image
 .PHONY: image
 image:
-	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./image/cmd/conduit-image $(if $(PUSH),--push $(PUSH))
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct -- $(IMAGE_SOURCES)) $(GO) run ./image/cmd/conduit-image $(if $(PUSH),--push $(PUSH))
 
 ## cluster-up / cluster-down: the local single-node Kubernetes (root; see
 ## cluster/README.md). Both are idempotent. cluster-prepare installs the

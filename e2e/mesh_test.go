@@ -52,6 +52,16 @@ spec:
         - {name: http, containerPort: 8080}
         - {name: direct, containerPort: 9090}
 ---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: ` + meshNS + `
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -162,9 +172,9 @@ func TestInjectedMesh(t *testing.T) {
 		return s.sum(contract.MetricRequestTotal, map[string]string{contract.LabelDirection: contract.DirectionInbound}) +
 			s.sum(contract.MetricTCPOpenTotal, map[string]string{contract.LabelDirection: contract.DirectionInbound})
 	}
-	get := func(port int) {
+	get := func(host string, port int) {
 		t.Helper()
-		url := fmt.Sprintf("http://%s:%d/", web.Status.PodIP, port)
+		url := fmt.Sprintf("http://%s:%d/", host, port)
 		o := kubectl(t, kc, "-n", meshNS, "exec", client.Metadata.Name, "-c", "app", "--",
 			"/testapp", "get", url, "--count", fmt.Sprint(requests))
 		if !strings.Contains(o, "all 200") || !strings.Contains(o, "ok "+web.Metadata.Name) {
@@ -174,7 +184,7 @@ func TestInjectedMesh(t *testing.T) {
 
 	// Through both proxies.
 	c0, w0 := metrics(client), metrics(web)
-	get(8080)
+	get(web.Status.PodIP, 8080)
 	c1, w1 := metrics(client), metrics(web)
 	if d := out(c1) - out(c0); d < requests {
 		t.Errorf("client proxy counted %v outbound requests, want at least %d", d, requests)
@@ -188,9 +198,27 @@ func TestInjectedMesh(t *testing.T) {
 		requests, out(c1)-out(c0), w1.sum(contract.MetricRequestTotal, map[string]string{contract.LabelDirection: contract.DirectionInbound})-
 			w0.sum(contract.MetricRequestTotal, map[string]string{contract.LabelDirection: contract.DirectionInbound}))
 
+	// Through the Service's cluster IP: kube-proxy sends the client
+	// proxy's connection on to the server pod, whose proxy counts it.
+	clusterIP := strings.TrimSpace(kubectl(t, kc, "-n", meshNS, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+	get(clusterIP, 80)
+	c1b, w1b := metrics(client), metrics(web)
+	inReq := func(s scrape) float64 {
+		return s.sum(contract.MetricRequestTotal, map[string]string{contract.LabelDirection: contract.DirectionInbound})
+	}
+	if d := out(c1b) - out(c1); d < requests {
+		t.Errorf("client proxy counted %v outbound requests to the Service %s, want at least %d", d, clusterIP, requests)
+	}
+	if d := inReq(w1b) - inReq(w1); d < requests {
+		t.Errorf("server proxy counted %v inbound requests via the Service, want at least %d", d, requests)
+	}
+	t.Logf("Service %s:80, %d requests: client outbound request_total +%v, server inbound request_total +%v",
+		clusterIP, requests, out(c1b)-out(c1), inReq(w1b)-inReq(w1))
+	c1, w1 = c1b, w1b
+
 	// The skip-inbound port reaches the app directly: the server proxy sees
 	// nothing of it, while the client proxy still carries it outbound.
-	get(9090)
+	get(web.Status.PodIP, 9090)
 	c2, w2 := metrics(client), metrics(web)
 	if d := in(w2) - in(w1); d != 0 {
 		t.Errorf("server proxy counted %v inbound requests/connections for skip-inbound port 9090, want 0", d)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -145,6 +146,13 @@ func (s *Server) serveConn(raw net.Conn) {
 		s.cfg.Log.Debug("no original destination", "direction", s.cfg.Direction, "peer", raw.RemoteAddr(), "err", err)
 		return
 	}
+	if isSelf(raw, dst) {
+		// Connected to the proxy's port directly: conntrack reports the
+		// address itself, and forwarding there would loop back into the
+		// proxy.
+		s.cfg.Log.Debug("connection addressed to the proxy itself", "direction", s.cfg.Direction, "peer", raw.RemoteAddr())
+		return
+	}
 	c := conn.New(raw, dst, s.tcp, ReaderSize)
 	if !s.track(c) {
 		return
@@ -165,6 +173,14 @@ func (s *Server) serveConn(raw net.Conn) {
 	default:
 		s.forwardOpaque(c)
 	}
+}
+
+func isSelf(c net.Conn, dst netip.AddrPort) bool {
+	local, ok := c.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	return local.AddrPort().Addr().Unmap() == dst.Addr().Unmap() && local.AddrPort().Port() == dst.Port()
 }
 
 func (s *Server) forwardOpaque(c *conn.Conn) {

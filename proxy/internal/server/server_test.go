@@ -220,3 +220,22 @@ func TestShutdownClosesStragglers(t *testing.T) {
 		t.Fatal("listener still accepting after Shutdown")
 	}
 }
+
+// A client that connects to the proxy's own port has that port as its
+// "original" destination; the proxy must not forward to itself.
+func TestConnectionToSelfIsClosed(t *testing.T) {
+	addr := startServer(t, Config{OrigDst: func(c net.Conn) (netip.AddrPort, error) {
+		return c.LocalAddr().(*net.TCPAddr).AddrPort(), nil
+	}, OpaquePorts: ports.MustParse("1-65535")})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("connection addressed to the proxy itself left open (forwarded in a loop?)")
+	}
+}

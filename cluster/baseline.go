@@ -25,6 +25,28 @@ var hostPaths = []string{
 	"/run/netns", "/var/lib/kubelet", "/var/lib/containerd", "/opt/containerd", "/etc/cni",
 }
 
+// tunedSysctls are host settings the kubelet (kernel tunables) and
+// kube-proxy (conntrack) may change on their own; Down puts them back.
+var tunedSysctls = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+	"net/netfilter/nf_conntrack_max",
+	"net/netfilter/nf_conntrack_tcp_timeout_established",
+	"net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+	"net/ipv4/conf/all/route_localnet",
+}
+
+// WatchedSysctls are every sysctl (as a /proc/sys path) the node may change
+// and Down restores, sorted.
+func WatchedSysctls() []string {
+	keys := append([]string(nil), tunedSysctls...)
+	for k := range nodeSysctls {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 func baselinePath(stateDir string) string { return filepath.Join(stateDir, "baseline.json") }
 
 // recordBaseline writes the baseline unless one exists (a second Up after a
@@ -34,7 +56,7 @@ func recordBaseline(ctx context.Context, stateDir string) error {
 		return nil
 	}
 	b := baseline{Sysctls: map[string]string{}, Paths: map[string]bool{}}
-	for k := range nodeSysctls {
+	for _, k := range WatchedSysctls() {
 		v, err := readSysctl(k)
 		if err == nil {
 			b.Sysctls[k] = v

@@ -262,8 +262,11 @@ hostnameOverride: %s
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 nodePortAddresses: ["%s/32"]
+# Zero leaves the host's conntrack table size and timeouts as they are.
 conntrack:
   maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
 `, n.path("kubeconfigs", "kube-proxy.kubeconfig"), PodRange, NodeName, NodeIP),
 	}
 	for p, content := range files {

@@ -55,7 +55,7 @@ func snapshot(t *testing.T) machineState {
 			s.Netns += e + "\n"
 		}
 	}
-	for _, k := range []string{"net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables"} {
+	for _, k := range cluster.WatchedSysctls() {
 		b, _ := os.ReadFile("/proc/sys/" + k)
 		s.Sysctls += k + "=" + string(b)
 	}

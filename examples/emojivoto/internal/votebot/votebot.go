@@ -16,8 +16,8 @@ import (
 
 // Bot votes through the web front end at base URL.
 type Bot struct {
-	Base   string        // e.g. http://web-svc:80
-	Rate   float64       // votes per second
+	Base   string  // e.g. http://web-svc:80
+	Rate   float64 // votes per second
 	Client *http.Client
 	Log    *slog.Logger
 	Rand   *rand.Rand

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/conduitmesh/conduit/examples/emojivoto/internal/emoji"
 	pb "github.com/conduitmesh/conduit/examples/emojivoto/gen/emojivotov1"
+	"github.com/conduitmesh/conduit/examples/emojivoto/internal/emoji"
 )
 
 // BrokenShortcode is the emoji whose votes always fail.

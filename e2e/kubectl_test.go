@@ -28,7 +28,7 @@ func kubectlErr(kubeconfig string, args ...string) (string, error) {
 			break
 		}
 	}
-	cmd := exec.Command("/usr/bin/kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd := exec.Command("/usr/bin/kubectl", append([]string{"--kubeconfig", kubeconfig, "--cache-dir", kubectlCache}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	b, err := cmd.CombinedOutput()
 	return string(b), err

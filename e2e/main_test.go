@@ -15,8 +15,12 @@ import (
 	"github.com/conduitmesh/conduit/cluster"
 )
 
-// repoRoot is the Conduit repository root (the tests run in e2e/).
-var repoRoot string
+var (
+	// repoRoot is the Conduit repository root (the tests run in e2e/).
+	repoRoot string
+	// kubectlCache is kubectl's --cache-dir for this run.
+	kubectlCache string
+)
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -29,6 +33,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	repoRoot = root
+	// kubectl's discovery cache goes here, not into the user's home.
+	if kubectlCache, err = os.MkdirTemp("", "conduit-e2e-kubectl-"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
 	// A node a developer brought up stays up; one this run started goes.
 	wasUp := len(cluster.Leftovers(context.Background())) > 0
 	code := m.Run()
@@ -40,6 +49,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	os.RemoveAll(kubectlCache)
 	os.Exit(code)
 }
 

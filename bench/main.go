@@ -28,6 +28,7 @@ type options struct {
 	duration, warmup time.Duration
 	qps              float64
 	conns            int
+	rounds           int
 	size             int
 	cpu              string
 	protocols        []string
@@ -46,6 +47,9 @@ func (o options) validate() error {
 	}
 	if o.qps <= 0 {
 		return fmt.Errorf("qps %v must be positive (max QPS is always measured too)", o.qps)
+	}
+	if o.rounds < 1 {
+		return fmt.Errorf("rounds %d must be at least 1", o.rounds)
 	}
 	if o.conns < 1 || o.size < 0 {
 		return fmt.Errorf("connections %d must be at least 1 and size %d not negative", o.conns, o.size)
@@ -96,6 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.warmup, "warmup", envDuration("BENCH_WARMUP", 5*time.Second), "warm-up before the runs of each target (env BENCH_WARMUP)")
 	fs.Float64Var(&o.qps, "qps", envFloat("BENCH_QPS", 1000), "the fixed load, requests per second (env BENCH_QPS)")
 	fs.IntVar(&o.conns, "connections", int(envFloat("BENCH_CONNECTIONS", 16)), "concurrent connections (env BENCH_CONNECTIONS)")
+	fs.IntVar(&o.rounds, "rounds", int(envFloat("BENCH_ROUNDS", 1)), "rounds over all targets; the table shows each figure's median (env BENCH_ROUNDS)")
 	fs.IntVar(&o.size, "size", int(envFloat("BENCH_SIZE", 1024)), "response size in bytes (env BENCH_SIZE)")
 	fs.StringVar(&o.cpu, "cpu", envString("BENCH_CPU", "0"), "the core everything is pinned to (env BENCH_CPU)")
 	fs.StringSliceVar(&o.targets, "targets", envList("BENCH_TARGETS", allTargets), "targets (env BENCH_TARGETS)")

@@ -70,24 +70,29 @@ func Run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	var rows []Row
 	var failures []error
-	for _, proto := range o.protocols {
-		for _, target := range o.targets {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	// Rounds go over every target in turn, so that a noisy moment on the
+	// machine spreads over the targets instead of landing on one.
+	for round := 1; round <= o.rounds; round++ {
+		for _, proto := range o.protocols {
+			for _, target := range o.targets {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				fmt.Fprintf(stderr, "bench: round %d/%d: %s over %s\n", round, o.rounds, target, proto)
+				rs, err := e.measure(ctx, target, proto)
+				if err != nil {
+					failures = append(failures, fmt.Errorf("%s over %s: %w", target, proto, err))
+					fmt.Fprintf(stderr, "bench: %s over %s failed: %v\n", target, proto, err)
+					continue
+				}
+				rows = append(rows, rs...)
 			}
-			fmt.Fprintf(stderr, "bench: %s over %s\n", target, proto)
-			rs, err := e.measure(ctx, target, proto)
-			if err != nil {
-				failures = append(failures, fmt.Errorf("%s over %s: %w", target, proto, err))
-				fmt.Fprintf(stderr, "bench: %s over %s failed: %v\n", target, proto, err)
-				continue
-			}
-			rows = append(rows, rs...)
 		}
 	}
-	fmt.Fprintf(stdout, "conduit bench: %d connections, %d-byte responses, %v per run after %v warm-up, fixed load %.0f qps and max; "+
-		"load generator, backend and proxies on core %s with GOMAXPROCS=1; %d cores, %s\n",
-		o.conns, o.size, o.duration, o.warmup, o.qps, o.cpu, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	rows = Median(rows)
+	fmt.Fprintf(stdout, "conduit bench: %d connections, %d-byte responses, %v per run after %v warm-up, fixed load %.0f qps and max, "+
+		"median of %d round(s); load generator, backend and proxies on core %s with GOMAXPROCS=1; %d cores, %s\n",
+		o.conns, o.size, o.duration, o.warmup, o.qps, o.rounds, o.cpu, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintln(stdout, "latency from fortio; +p50/+p99 vs direct at the same load; cpu is all proxy processes of the path; rss is the largest proxy process")
 	if err := WriteTable(stdout, rows); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"text/tabwriter"
 	"time"
 )
@@ -111,4 +112,61 @@ func WriteTargets(w io.Writer, rows []Row, fixed string) {
 	fmt.Fprintf(w, "  max qps %.2fx direct >= 0.6x: %s\n", ratio, verdict(ratio >= 0.6))
 	fmt.Fprintf(w, "  idle rss %.1f MB <= 10 MB: %s\n", float64(conduit.RSSIdle)/(1<<20), verdict(conduit.RSSIdle <= 10<<20))
 	fmt.Fprintf(w, "  rss at "+fixed+" qps %.1f MB <= 15 MB: %s\n", float64(conduit.RSSMax)/(1<<20), verdict(conduit.RSSMax <= 15<<20))
+}
+
+// Median merges rows of the same target, protocol and load (one per round)
+// into one: the median of each latency, QPS and CPU figure, the largest
+// RSS, and calls and successes added up. Order is that of first appearance.
+func Median(rows []Row) []Row {
+	type key struct{ target, proto, load string }
+	var order []key
+	groups := map[key][]Row{}
+	for _, r := range rows {
+		k := key{r.Target, r.Protocol, r.Load}
+		if _, seen := groups[k]; !seen {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	out := make([]Row, 0, len(order))
+	for _, k := range order {
+		g := groups[k]
+		if len(g) == 1 {
+			out = append(out, g[0])
+			continue
+		}
+		m := g[0]
+		m.Result.Percentiles = map[float64]time.Duration{}
+		for p := range g[0].Result.Percentiles {
+			m.Result.Percentiles[p] = medianOf(g, func(r Row) float64 { return float64(r.Result.Percentiles[p]) }, func(f float64) time.Duration { return time.Duration(f) })
+		}
+		m.Result.ActualQPS = medianOf(g, func(r Row) float64 { return r.Result.ActualQPS }, func(f float64) float64 { return f })
+		// CPU per request is what matters: take the median ratio and scale
+		// it back to the summed calls.
+		var calls, ok int64
+		for _, r := range g {
+			calls += r.Result.Calls
+			ok += r.Result.OK
+			m.RSSIdle = max(m.RSSIdle, r.RSSIdle)
+			m.RSSMax = max(m.RSSMax, r.RSSMax)
+		}
+		perCall := medianOf(g, func(r Row) float64 { return r.ProxyCPU.Seconds() / float64(r.Result.Calls) }, func(f float64) float64 { return f })
+		m.Result.Calls, m.Result.OK = calls, ok
+		m.ProxyCPU = time.Duration(perCall * float64(calls) * float64(time.Second))
+		out = append(out, m)
+	}
+	return out
+}
+
+func medianOf[V any](rows []Row, get func(Row) float64, conv func(float64) V) V {
+	vs := make([]float64, len(rows))
+	for i, r := range rows {
+		vs[i] = get(r)
+	}
+	sort.Float64s(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return conv(vs[n/2])
+	}
+	return conv((vs[n/2-1] + vs[n/2]) / 2)
 }

@@ -159,3 +159,37 @@ func TestBadOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestMedian(t *testing.T) {
+	us := time.Microsecond
+	rounds := []Row{
+		row("direct", "max", 30000, 200*us, 900*us, 0, 450000),
+		row("conduit", "max", 20000, 300*us, 1000*us, 9*time.Second, 300000),
+		row("direct", "max", 10000, 900*us, 5000*us, 0, 150000), // a noisy round
+		row("conduit", "max", 21000, 250*us, 1100*us, 6*time.Second, 300000),
+		row("direct", "max", 31000, 190*us, 800*us, 0, 465000),
+		row("conduit", "max", 5000, 2000*us, 9000*us, 3*time.Second, 75000),
+	}
+	rounds[3].RSSMax = 14 << 20
+	got := Median(rounds)
+	if len(got) != 2 || got[0].Target != "direct" || got[1].Target != "conduit" {
+		t.Fatalf("Median gave %d rows %v, want direct then conduit", len(got), got)
+	}
+	d, c := got[0], got[1]
+	if d.Result.ActualQPS != 30000 || d.Result.Percentiles[50] != 200*us || d.Result.Percentiles[99] != 900*us {
+		t.Errorf("direct median = %v qps, p50 %v, p99 %v; want 30000, 200µs, 900µs", d.Result.ActualQPS, d.Result.Percentiles[50], d.Result.Percentiles[99])
+	}
+	if d.Result.Calls != 1065000 {
+		t.Errorf("calls = %d, want the sum 1065000", d.Result.Calls)
+	}
+	// Per-call CPU of the rounds: 30µs, 20µs, 40µs: median 30µs.
+	if got := c.CPUPer1k(); math.Abs(got-0.03) > 1e-9 {
+		t.Errorf("conduit cpu per 1k = %v, want the median 0.03", got)
+	}
+	if c.RSSMax != 14<<20 {
+		t.Errorf("rss max = %d, want the largest, 14 MiB", c.RSSMax)
+	}
+	if c.Result.ActualQPS != 20000 {
+		t.Errorf("conduit qps = %v, want the median 20000", c.Result.ActualQPS)
+	}
+}

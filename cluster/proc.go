@@ -81,7 +81,7 @@ func (c *component) start(argv []string, env ...string) error {
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(withoutProxyEnv(os.Environ()), env...)
 	// A new session: the daemons outlive the command that started them and
 	// never receive the terminal's signals.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -242,4 +242,19 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
+}
+
+// withoutProxyEnv drops proxy settings: the node's programs talk only to
+// loopback and the node's own addresses.
+func withoutProxyEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }

@@ -111,6 +111,7 @@ func TestHarnessIdempotent(t *testing.T) {
 	kubectl(t, kc1, "apply", "-f", "-", "<<", pausePod)
 	kubectl(t, kc1, "wait", "--for=condition=Ready", "pod/hello", "--timeout=90s")
 	checkGuard(t)
+	checkNoPull(t, kc1)
 	during := snapshot(t)
 	if during.Netns == "" || !strings.Contains(during.Links, "master "+cluster.PodBridge) {
 		t.Errorf("a running pod should have a cni- netns and a veth on %s: %+v", cluster.PodBridge, during)
@@ -147,3 +148,22 @@ spec:
     image: ` + cluster.PauseImage + `
     imagePullPolicy: Never
 `
+
+// checkNoPull wants a pull of an image the node lacks to fail at once on the
+// loopback proxy containerd is given, never trying a registry.
+func checkNoPull(t *testing.T, kc string) {
+	t.Helper()
+	kubectl(t, kc, "run", "nopull", "--image=conduit.local/absent:v1", "--restart=Never")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ev := kubectl(t, kc, "get", "events", "--field-selector", "involvedObject.name=nopull", "-o", "jsonpath={.items[*].message}")
+		if strings.Contains(ev, "proxyconnect tcp: dial tcp 127.0.0.1:9") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pull of a missing image did not fail on the loopback proxy; events: %s", ev)
+		}
+		time.Sleep(time.Second)
+	}
+	kubectl(t, kc, "delete", "pod", "nopull", "--wait=false")
+}

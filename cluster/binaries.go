@@ -37,6 +37,19 @@ func ensureBinaries(ctx context.Context, o Options) (string, error) {
 	if haveBinaries(bin) {
 		return bin, nil
 	}
+	// Parallel test packages may all find the cache empty: one builds, the
+	// others wait and then use its result.
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lockPath(ctx, filepath.Join(filepath.Dir(bin), "build.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if haveBinaries(bin) {
+		return bin, nil
+	}
 	src := filepath.Join(o.SourceDir, "cluster", "k8sbin")
 	if _, err := os.Stat(filepath.Join(src, "go.mod")); err != nil {
 		return "", fmt.Errorf("kubernetes build: no module at %s: %w", src, err)

@@ -68,6 +68,12 @@ func Up(ctx context.Context, opts ...Option) (string, error) {
 	if n.bin, err = ensureBinaries(ctx, o); err != nil {
 		return "", err
 	}
+	// One Up or Down at a time on this machine.
+	unlock, err := lockPath(ctx, filepath.Join(o.CacheDir, "node.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	if n.healthy(ctx) == nil {
 		n.step("node already up; kubeconfig %s", KubeconfigPath(o.StateDir))
 		if err := n.importImages(ctx, o.Images); err != nil {
@@ -77,7 +83,7 @@ func Up(ctx context.Context, opts ...Option) (string, error) {
 	}
 	if n.anyRunning() {
 		n.step("a previous node is partly running: tearing it down first")
-		if err := Down(ctx, opts...); err != nil {
+		if err := down(ctx, o, opts); err != nil {
 			return "", err
 		}
 	}

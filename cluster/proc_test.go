@@ -69,3 +69,40 @@ func TestComponentStopAndPidReuse(t *testing.T) {
 		t.Errorf("pid %d with another start time taken as the component (previous pid %d)", os.Getpid(), pid)
 	}
 }
+
+// lockPath serialises holders and gives up when the context ends.
+func TestLockPath(t *testing.T) {
+	path := t.TempDir() + "/x.lock"
+	unlock, err := lockPath(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := lockPath(ctx, path); err == nil || !strings.Contains(err.Error(), "another run holds it") {
+		t.Fatalf("second holder: want a timeout naming the lock, got %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		u, err := lockPath(context.Background(), path)
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-got:
+		t.Fatalf("lock taken while held (err %v)", err)
+	default:
+	}
+	unlock()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter did not get the lock after release")
+	}
+}

@@ -26,6 +26,16 @@ func Down(ctx context.Context, opts ...Option) error {
 	if os.Geteuid() != 0 {
 		return errors.New("tearing the local node down needs root")
 	}
+	unlock, err := lockPath(ctx, filepath.Join(o.CacheDir, "node.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return down(ctx, o, opts)
+}
+
+// down is Down with the node lock held.
+func down(ctx context.Context, o Options, opts []Option) error {
 	n := &Node{o: o, bin: BinDir(o.CacheDir)}
 	start := time.Now()
 	base, haveBase := loadBaseline(o.StateDir)

@@ -120,7 +120,7 @@ func (c *Client) Query(ctx context.Context, query string) (model.Vector, error) 
 		return nil, fail(resp.StatusCode, true, "reading the answer: "+err.Error())
 	}
 	var r response
-	if jerr := json.Unmarshal(body, &r); jerr != nil || r.Status == "" {
+	if jerr := json.Unmarshal(body, &r); jerr != nil || (r.Status != "success" && r.Status != "error") {
 		// Not Prometheus talking: the API server's proxy (no such
 		// Service, no endpoints, forbidden) or something else entirely.
 		return nil, fail(resp.StatusCode, resp.StatusCode != http.StatusForbidden, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, snippet(body)))

@@ -1,0 +1,63 @@
+package demo
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReadyCount(t *testing.T) {
+	pods := `{"items":[
+	 {"metadata":{"name":"a"},"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}},
+	 {"metadata":{"name":"b"},"status":{"phase":"Running","conditions":[{"type":"Ready","status":"False"}]}},
+	 {"metadata":{"name":"c"},"status":{"phase":"Pending"}},
+	 {"metadata":{"name":"d"},"status":{"phase":"Succeeded","conditions":[{"type":"Ready","status":"False"}]}}]}`
+	ready, total, err := readyCount([]byte(pods))
+	if err != nil || ready != 1 || total != 3 {
+		t.Fatalf("readyCount = %d/%d, %v; want 1/3 (a finished pod does not count)", ready, total, err)
+	}
+	if _, _, err := readyCount([]byte("not json")); err == nil {
+		t.Error("bad JSON gave no error")
+	}
+}
+
+func TestHasRates(t *testing.T) {
+	rows := `[{"name":"emoji","rps":2},{"name":"voting","rps":1.5},{"name":"web","rps":0},{"name":"vote-bot","rps":null}]`
+	if hasRates([]byte(rows), "emoji", "voting", "web") {
+		t.Error("web has no traffic yet, but hasRates said it had")
+	}
+	if !hasRates([]byte(rows), "emoji", "voting") {
+		t.Error("emoji and voting have traffic")
+	}
+	if hasRates([]byte("oops"), "emoji") {
+		t.Error("bad JSON counted as traffic")
+	}
+}
+
+func TestIndentPrefixesEveryLine(t *testing.T) {
+	var b bytes.Buffer
+	w := indent(&b)
+	for _, s := range []string{"one\ntw", "o\n", "three\n"} {
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := "    one\n    two\n    three\n"; b.String() != want {
+		t.Errorf("got %q, want %q", b.String(), want)
+	}
+}
+
+func TestRenderInjectsEmojivoto(t *testing.T) {
+	src, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(src, src+"/examples/emojivoto")
+	if err != nil {
+		t.Skipf("needs bin/conduit-inject (make build): %v", err)
+	}
+	if n := strings.Count(string(out), "name: conduit-init\n"); n != 4 {
+		t.Errorf("%d injected workloads, want 4", n)
+	}
+}

@@ -81,6 +81,9 @@ func TestHarnessIdempotent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if left := cluster.Leftovers(ctx); len(left) > 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("a node is already up before the test (%d leftovers):\n%s", len(left), strings.Join(left, "\n"))
+		}
 		t.Skipf("a node is already up on this machine (%d leftovers); run make cluster-down first", len(left))
 	}
 	before := snapshot(t)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/conduitmesh/conduit/meshstat/kube"
 	"github.com/conduitmesh/conduit/meshstat/prom"
@@ -129,6 +130,7 @@ type statOptions struct {
 	stat.Options
 	controlPlaneNS string
 	prometheusURL  string
+	timeout        time.Duration
 }
 
 func (o statOptions) validate() error {
@@ -144,6 +146,9 @@ func (o statOptions) validate() error {
 	}
 	if o.controlPlaneNS == "" {
 		return fmt.Errorf("--control-plane-namespace: must not be empty")
+	}
+	if o.timeout <= 0 {
+		return fmt.Errorf("--timeout %s: must be positive", o.timeout)
 	}
 	return nil
 }
@@ -164,6 +169,7 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVarP(&o.Output, "output", "o", stat.OutputTable, "table, wide or json")
 	fs.StringVar(&o.controlPlaneNS, "control-plane-namespace", contract.DefaultControlPlaneNamespace, "the namespace of Conduit's control plane and its Prometheus")
 	fs.StringVar(&o.prometheusURL, "prometheus-url", "", "query this Prometheus instead of the bundled one (reached through the API server)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
@@ -191,7 +197,13 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	return stat.Run(ctx, o.Options, kc, q, stdout)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	err = stat.Run(ctx, o.Options, kc, q, stdout)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer from the API server %s or Prometheus %s within %s (--timeout): %w", kc.Host, q.URL(), o.timeout, err)
+	}
+	return err
 }
 
 // prometheus is the client for --prometheus-url, or for the bundled

@@ -213,3 +213,13 @@ func TestErrorsSayWhatFailedAndHowToFixIt(t *testing.T) {
 		})
 	}
 }
+
+func TestStatGivesUpAfterTimeout(t *testing.T) {
+	api := newFakeAPIServer(t)
+	api.prometheus = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	code, _, errOut := meshstat("stat", "deploy", "--kubeconfig", kubeconfig(t, api.URL), "--timeout", "300ms")
+	want := "within 300ms (--timeout)"
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, errOut, want)
+	}
+}

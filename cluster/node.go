@@ -81,8 +81,9 @@ func Up(ctx context.Context, opts ...Option) (string, error) {
 		}
 		return KubeconfigPath(o.StateDir), nil
 	}
-	if n.anyRunning() {
-		n.step("a previous node is partly running: tearing it down first")
+	if _, err := os.Stat(o.StateDir); err == nil || n.anyRunning() {
+		// Stale state (a failed or killed node) would leak into the new one.
+		n.step("a previous node is partly there: tearing it down first")
 		if err := down(ctx, o, opts); err != nil {
 			return "", err
 		}

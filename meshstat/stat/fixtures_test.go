@@ -88,6 +88,16 @@ func emojivoto() []runtime.Object {
 		deployment("emojivoto", "legacy", legacy),
 		deployment("other", "web", web),
 		job,
+		&appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "emojivoto", Name: "db"},
+			Spec:       appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: app("db")}},
+		},
+		&appsv1.DaemonSet{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "emojivoto", Name: "agent"},
+			Spec:       appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: app("agent")}},
+		},
+		pod("emojivoto", "db-0", app("db"), true, corev1.PodRunning),
+		pod("emojivoto", "agent-x", app("agent"), false, corev1.PodRunning),
 		pod("emojivoto", "web-1", web, true, corev1.PodRunning),
 		pod("emojivoto", "web-2", web, true, corev1.PodRunning),
 		pod("emojivoto", "web-3", web, true, corev1.PodPending),

@@ -3,9 +3,14 @@ package stat
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/conduitmesh/conduit/meshstat/prom"
 	"github.com/conduitmesh/conduit/meshstat/promql"
 	"github.com/conduitmesh/conduit/pkg/contract"
 )
@@ -30,6 +35,8 @@ func TestQueriesPerFlagCombination(t *testing.T) {
 		"deploy-to-workload": opts("deploy", func(o *Options) { o.Name, o.To = "web", "deploy/voting" }),
 		"deploy-from":        opts("deploy", func(o *Options) { o.From = "deploy/web" }),
 		"job":                opts("job"),
+		"sts":                opts("sts"),
+		"ds-name":            opts("ds", func(o *Options) { o.Name = "agent" }),
 		"pod":                opts("po"),
 		"ns":                 opts("ns"),
 		"ns-all":             opts("namespaces", func(o *Options) { o.Namespace, o.AllNamespaces = "", true }),
@@ -166,7 +173,7 @@ func TestAPIErrors(t *testing.T) {
 		want string
 	}{
 		{opts("deploy", func(o *Options) { o.Name = "nope" }), `deployment "nope" not found in namespace "emojivoto": check the name, or the namespace with -n`},
-		{opts("sts"), `no statefulsets in namespace "emojivoto": pick another namespace with -n, or -A for all`},
+		{opts("sts", func(o *Options) { o.Namespace = "other" }), `no statefulsets in namespace "other": pick another namespace with -n, or -A for all`},
 		{opts("deploy", func(o *Options) { o.LabelSelector = "tier=none" }), `no deployments matching "tier=none" in namespace "emojivoto"`},
 		{opts("deploy", func(o *Options) { o.Name, o.To = "web", "deploy/vote-bot" }), `--to deploy/vote-bot: no Service in namespace "emojivoto" selects the pods of deployment "vote-bot"`},
 		{opts("deploy", func(o *Options) { o.From = "svc/web-svc" }), "--from svc/web-svc: a Service sends no traffic"},
@@ -175,5 +182,36 @@ func TestAPIErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: got %v, want %q", c.o, err, c.want)
 		}
+	}
+}
+
+// The queries of one stat run are in flight at the same time: a fake
+// Prometheus holds every answer until all seven have arrived.
+func TestQueriesRunConcurrently(t *testing.T) {
+	const want = 7
+	var mu sync.Mutex
+	arrived, all := 0, make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived++
+		if arrived == want {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+		case <-time.After(5 * time.Second):
+			http.Error(w, "not all queries arrived together", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"status":"success","data":{"resultType":"vector","result":[]}}`))
+	}))
+	defer srv.Close()
+	c, err := prom.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rows(context.Background(), opts("deploy"), fakeKube(emojivoto()...), c); err != nil {
+		t.Fatalf("queries ran one after another: %v", err)
 	}
 }

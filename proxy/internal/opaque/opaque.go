@@ -7,6 +7,10 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Counts receives bytes as they are copied: read from the client and
@@ -15,9 +19,12 @@ type Counts interface {
 	Transferred(read, written int64)
 }
 
-// chunk bounds each copy step so byte counts move while a long-lived
-// connection is open; between two TCP sockets each step is a splice.
-const chunk = 1 << 20
+// bufSize is the copy buffer. A buffer is taken from the pool only while
+// bytes are moving, so idle connections (database pools, long-lived
+// sessions) hold none.
+const bufSize = 16 << 10
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // Forward copies client→upstream and upstream→client until both directions
 // have ended, then closes both connections. prefix holds bytes already read
@@ -59,13 +66,25 @@ func Forward(client net.Conn, prefix []byte, upstream net.Conn, counts Counts) {
 	abort()
 }
 
-// copyCounted copies until EOF (nil) or an error.
+// copyCounted copies until EOF (nil) or an error, counting each piece as
+// it passes so long-lived connections show their bytes in the metrics
+// while open.
 func copyCounted(dst, src net.Conn, count func(int64)) error {
+	wait := readableWaiter(src)
 	for {
-		n, err := io.CopyN(dst, src, chunk)
-		if n > 0 {
-			count(n)
+		if err := wait(); err != nil {
+			return err
 		}
+		bp := bufs.Get().(*[]byte)
+		n, err := src.Read(*bp)
+		if n > 0 {
+			count(int64(n))
+			if _, werr := dst.Write((*bp)[:n]); werr != nil {
+				bufs.Put(bp)
+				return werr
+			}
+		}
+		bufs.Put(bp)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -73,6 +92,28 @@ func copyCounted(dst, src net.Conn, count func(int64)) error {
 			return err
 		}
 	}
+}
+
+// readableWaiter returns a function that blocks until c has bytes (or EOF
+// or an error) to read, without reading them. For connections that are not
+// sockets it returns at once.
+func readableWaiter(c net.Conn) func() error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return func() error { return nil }
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return func() error { return nil }
+	}
+	one := make([]byte, 1)
+	peek := func(fd uintptr) bool {
+		// recv(MSG_PEEK) without unix.Recvfrom, which allocates an address.
+		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		return errno != unix.EAGAIN && errno != unix.EINTR
+	}
+	return func() error { return rc.Read(peek) }
 }
 
 func closeWrite(c net.Conn) {

@@ -94,3 +94,26 @@ func TestForwardUpstreamReset(t *testing.T) {
 	io.ReadAll(app)
 	<-done
 }
+
+// Bytes show up in the counts while the connection is still open, so a
+// long-lived, quiet connection is visible in the metrics.
+func TestCountsWhileOpen(t *testing.T) {
+	app, proxyIn := pair(t)
+	proxyOut, backend := pair(t)
+	defer app.Close()
+	defer backend.Close()
+	var c counter
+	go Forward(proxyIn, nil, proxyOut, &c)
+	app.Write([]byte("0123456789"))
+	buf := make([]byte, 10)
+	if _, err := io.ReadFull(backend, buf); err != nil {
+		t.Fatal(err)
+	}
+	backend.Write([]byte("abc"))
+	if _, err := io.ReadFull(app, buf[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if r, w := c.read.Load(), c.written.Load(); r != 10 || w != 3 {
+		t.Fatalf("while open: counted read=%d written=%d, want 10 and 3", r, w)
+	}
+}

@@ -141,18 +141,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	u := *r.URL
 	u.Scheme, u.Host = "http", ep.Addr.String()
-	out := (&http.Request{
-		Method:        r.Method,
-		URL:           &u,
-		Proto:         r.Proto,
-		ProtoMajor:    r.ProtoMajor,
-		ProtoMinor:    r.ProtoMinor,
-		Header:        r.Header,
-		Body:          r.Body,
-		ContentLength: r.ContentLength,
-		Host:          r.Host,
-		Trailer:       r.Trailer,
-	}).WithContext(r.Context())
+	out := r.WithContext(r.Context()) // a shallow copy: one allocation
+	out.URL = &u
+	out.RequestURI = ""
 	if r.ContentLength == 0 {
 		// Headers that ended the stream: send them upstream the same way
 		// rather than as headers and an empty DATA frame.

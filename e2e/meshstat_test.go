@@ -208,7 +208,6 @@ func TestMeshstatStat(t *testing.T) {
 			out, _ := kubectlErr(kc, "-n", statNS, "describe", "pods")
 			t.Logf("pods at failure:\n%s", out)
 		}
-		kubectlErr(kc, "delete", "clusterrolebinding", statViewer, "--ignore-not-found")
 		kubectlErr(kc, "delete", "namespace", statNS, "--wait=true", "--timeout=90s")
 	})
 	kubectl(t, kc, "apply", "-f", "-", "<<", web)
@@ -218,7 +217,7 @@ func TestMeshstatStat(t *testing.T) {
 		}
 	}
 
-	viewer := viewerKubeconfig(t, kc, tmp)
+	viewer := viewerKubeconfig(t, kc, tmp, statNS)
 	run := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, meshstat, append(args, "--kubeconfig", viewer)...)
 		var stderr strings.Builder
@@ -352,13 +351,15 @@ func TestMeshstatStat(t *testing.T) {
 	}
 }
 
-// viewerKubeconfig makes a ServiceAccount bound only to conduit-meshstat
-// and writes a kubeconfig with its token.
-func viewerKubeconfig(t *testing.T, kc, dir string) string {
+// viewerKubeconfig makes a ServiceAccount in ns bound only to
+// conduit-meshstat and writes a kubeconfig with its token.
+func viewerKubeconfig(t *testing.T, kc, dir, ns string) string {
 	t.Helper()
-	kubectl(t, kc, "-n", statNS, "create", "serviceaccount", statViewer)
-	kubectl(t, kc, "create", "clusterrolebinding", statViewer, "--clusterrole=conduit-meshstat", "--serviceaccount="+statNS+":"+statViewer)
-	token := strings.TrimSpace(kubectl(t, kc, "-n", statNS, "create", "token", statViewer, "--duration=1h"))
+	binding := statViewer + "-" + ns
+	kubectl(t, kc, "-n", ns, "create", "serviceaccount", statViewer)
+	kubectl(t, kc, "create", "clusterrolebinding", binding, "--clusterrole=conduit-meshstat", "--serviceaccount="+ns+":"+statViewer)
+	t.Cleanup(func() { kubectlErr(kc, "delete", "clusterrolebinding", binding, "--ignore-not-found") })
+	token := strings.TrimSpace(kubectl(t, kc, "-n", ns, "create", "token", statViewer, "--duration=1h"))
 	admin, err := clientcmd.LoadFromFile(kc)
 	if err != nil {
 		t.Fatal(err)
@@ -367,9 +368,9 @@ func viewerKubeconfig(t *testing.T, kc, dir string) string {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["local"] = cluster
 	cfg.AuthInfos[statViewer] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts["viewer"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: statViewer, Namespace: statNS}
+	cfg.Contexts["viewer"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: statViewer, Namespace: ns}
 	cfg.CurrentContext = "viewer"
-	path := filepath.Join(dir, "viewer.kubeconfig")
+	path := filepath.Join(dir, "viewer-"+ns+".kubeconfig")
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
 		t.Fatal(err)
 	}

@@ -144,10 +144,17 @@ func TestMeshstatStat(t *testing.T) {
 
 	proxyTar := filepath.Join(repoRoot, "dist", "conduit-proxy.tar")
 	promTar := filepath.Join(repoRoot, "dist", "prometheus.tar")
-	for _, f := range []string{proxyTar, promTar} {
-		if _, err := os.Stat(f); err != nil {
-			t.Fatalf("%s is missing: run `make image prometheus-image` first", f)
+	if _, err := os.Stat(promTar); err != nil {
+		// make e2e builds the proxy image, not Prometheus's: pack it here,
+		// with the one recipe there is.
+		mk := exec.CommandContext(ctx, "make", "prometheus-image")
+		mk.Dir = repoRoot
+		if out, err := mk.CombinedOutput(); err != nil {
+			t.Fatalf("make prometheus-image: %v\n%s", err, out)
 		}
+	}
+	if _, err := os.Stat(proxyTar); err != nil {
+		t.Fatalf("%s is missing: run `make image` first", proxyTar)
 	}
 	proxyImage, err := archiveTag(proxyTar)
 	if err != nil {

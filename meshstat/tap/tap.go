@@ -217,8 +217,7 @@ func (m *merger) reconcile(p *corev1.Pod) {
 	defer m.mu.Unlock()
 	s, have := m.streams[p.Name]
 	if have && (!want || s.uid != p.UID) {
-		s.cancel()
-		delete(m.streams, p.Name)
+		m.drop(p.Name, s)
 		have = false
 	}
 	if !want || have || m.ctx.Err() != nil {
@@ -237,8 +236,20 @@ func (m *merger) stop(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s, ok := m.streams[name]; ok {
-		s.cancel()
-		delete(m.streams, name)
+		m.drop(name, s)
+	}
+}
+
+// drop ends a pod's stream; m.mu is held. When it was the last one, the
+// user hears that tap is waiting rather than silence.
+func (m *merger) drop(name string, s *stream) {
+	s.cancel()
+	delete(m.streams, name)
+	if len(m.streams) == 0 && m.ctx.Err() == nil {
+		select {
+		case m.notices <- fmt.Sprintf("pod %s is gone; no running meshed pod left: waiting for new ones (Ctrl-C to stop)", name):
+		default:
+		}
 	}
 }
 

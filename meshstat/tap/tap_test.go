@@ -290,6 +290,12 @@ func TestFollowsPodsThatComeAndGo(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("web-1's stream stayed open after the pod was deleted")
 	}
+	if err := cs.CoreV1().Pods("emojivoto").Delete(ctx, "web-2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the notice that no pod is left", &r.errOut, func(s string) bool {
+		return strings.Contains(s, "meshstat tap: pod web-2 is gone; no running meshed pod left: waiting for new ones (Ctrl-C to stop)")
+	})
 	r.stop(t)
 	api.mu.Lock()
 	defer api.mu.Unlock()

@@ -200,6 +200,11 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	err = stat.Run(ctx, o.Options, kc, q, stdout)
+	var pe *prom.Error
+	if errors.As(err, &pe) && pe.Status == http.StatusForbidden && o.prometheusURL == "" {
+		return fmt.Errorf("forbidden: you may not get services/proxy %s in namespace %s (the bundled Prometheus): %s",
+			contract.PrometheusServiceName, o.controlPlaneNS, kube.RoleHint)
+	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("no answer from the API server %s or Prometheus %s within %s (--timeout): %w", kc.Host, q.URL(), o.timeout, err)
 	}

@@ -176,6 +176,10 @@ func TestErrorsSayWhatFailedAndHowToFixIt(t *testing.T) {
 	api := newFakeAPIServer(t)
 	forbidden := newFakeAPIServer(t)
 	forbidden.forbidDeployments = true
+	promForbidden := newFakeAPIServer(t)
+	promForbidden.prometheus = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status(w, http.StatusForbidden, `services "conduit-prometheus" is forbidden: User "viewer" cannot get resource "services/proxy"`)
+	})
 	down := "http://" + closedPort(t)
 	promDown := closedPort(t)
 	for _, c := range []struct {
@@ -193,6 +197,8 @@ func TestErrorsSayWhatFailedAndHowToFixIt(t *testing.T) {
 			"meshstat: Prometheus unreachable at http://" + promDown + ": dial tcp " + promDown + ": connect: connection refused: check --prometheus-url\n"},
 		{"forbidden", []string{"stat", "deploy", "--kubeconfig", kubeconfig(t, forbidden.URL)}, 1,
 			"meshstat: forbidden: you may not list deployments in namespace emojivoto: bind the read-only conduit-meshstat ClusterRole to your user or ServiceAccount (see base/clusterrolebinding-conduit-meshstat-viewers.yaml)\n"},
+		{"prometheus forbidden", []string{"stat", "deploy", "--kubeconfig", kubeconfig(t, promForbidden.URL)}, 1,
+			"meshstat: forbidden: you may not get services/proxy conduit-prometheus in namespace conduit (the bundled Prometheus): bind the read-only conduit-meshstat ClusterRole"},
 		{"unknown kind", []string{"stat", "svc", "--kubeconfig", kubeconfig(t, api.URL)}, 1,
 			"meshstat: unknown kind \"svc\": use one of deploy, sts, ds, job, pod, ns\n"},
 		{"unknown name", []string{"stat", "deploy", "nope", "--kubeconfig", kubeconfig(t, api.URL)}, 1,

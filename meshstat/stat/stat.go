@@ -89,7 +89,20 @@ func Rows(ctx context.Context, o Options, kc kube.Client, q Querier) ([]Row, err
 	if err := runPlans(ctx, q, plans); err != nil {
 		return nil, err
 	}
+	for i := range rows {
+		blankIfIdle(&rows[i])
+	}
 	return rows, nil
+}
+
+// blankIfIdle clears the TCP figures of a row with no traffic at all (no
+// responses, no open connections, no bytes), so it prints "-" throughout
+// like the seed's idle vote-bot; a TCP-only workload keeps its figures.
+func blankIfIdle(r *Row) {
+	zero := func(v *float64) bool { return v == nil || *v == 0 }
+	if r.RPS == nil && zero(r.TCPConnections) && zero(r.ReadBytesPerSec) && zero(r.WriteBytesPerSec) {
+		r.TCPConnections, r.ReadBytesPerSec, r.WriteBytesPerSec = nil, nil, nil
+	}
 }
 
 // rowSignals gathers one row's raw figures while queries complete.

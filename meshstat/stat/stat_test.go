@@ -63,6 +63,8 @@ func TestRowsFromPrometheusAnswers(t *testing.T) {
 		GroupBy: []string{"namespace", "deployment"}, Window: "1m",
 	}
 	web := map[string]string{"namespace": "emojivoto", "deployment": "web"}
+	bot := map[string]string{"namespace": "emojivoto", "deployment": "vote-bot"}
+	legacy := map[string]string{"namespace": "emojivoto", "deployment": "legacy"}
 	voting := map[string]string{"namespace": "emojivoto", "deployment": "voting"}
 	with := func(m map[string]string, k, v string) map[string]string {
 		c := map[string]string{k: v}
@@ -83,9 +85,11 @@ func TestRowsFromPrometheusAnswers(t *testing.T) {
 		s.LatencyQuantile(0.5):  vector(sample(web, "0.5"), sample(voting, "NaN")),
 		s.LatencyQuantile(0.95): vector(sample(web, "4.75"), sample(voting, "12.4")),
 		s.LatencyQuantile(0.99): vector(sample(web, "9.95"), sample(voting, "1234.5")),
-		s.TCPConnections():      vector(sample(web, "3"), sample(voting, "1")),
-		s.TCPReadBytes():        vector(sample(web, "1536"), sample(voting, "100")),
-		s.TCPWriteBytes():       vector(sample(web, "3145728"), sample(voting, "0")),
+		// vote-bot is idle: zero connections and bytes print "-"; legacy
+		// speaks only opaque TCP: its figures stay.
+		s.TCPConnections(): vector(sample(web, "3"), sample(voting, "1"), sample(bot, "0"), sample(legacy, "0")),
+		s.TCPReadBytes():   vector(sample(web, "1536"), sample(voting, "100"), sample(bot, "0"), sample(legacy, "10")),
+		s.TCPWriteBytes():  vector(sample(web, "3145728"), sample(voting, "0"), sample(bot, "0"), sample(legacy, "0")),
 	}
 	p := newFakeProm(t, answers)
 	rows, err := Rows(context.Background(), opts("deploy"), fakeKube(emojivoto()...), p.client(t))
@@ -109,7 +113,7 @@ func TestRowsFromPrometheusAnswers(t *testing.T) {
 	if b := byName["vote-bot"]; b.SuccessRate != nil || b.RPS != nil || b.TCPConnections != nil || b.MeshedPods != 1 {
 		t.Errorf("vote-bot has no traffic: %+v", b)
 	}
-	if l := byName["legacy"]; l.MeshedPods != 0 || l.RunningPods != 1 {
+	if l := byName["legacy"]; l.MeshedPods != 0 || l.RunningPods != 1 || l.RPS != nil || *l.TCPConnections != 0 || *l.ReadBytesPerSec != 10 {
 		t.Errorf("legacy: %+v", l)
 	}
 	for _, out := range []string{OutputTable, OutputWide, OutputJSON} {

@@ -48,7 +48,9 @@ func Run(ctx context.Context, o Options, kc kube.Client, q Querier, out io.Write
 	if err != nil {
 		return err
 	}
-	return Write(out, rows, o.Output, o.AllNamespaces)
+	// A namespace's row needs no NAMESPACE column beside its NAME.
+	kind, _ := kube.ParseKind(o.Kind)
+	return Write(out, rows, o.Output, o.AllNamespaces && kind != kube.Namespace)
 }
 
 // Rows computes the rows Run prints.

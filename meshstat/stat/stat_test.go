@@ -219,3 +219,13 @@ func TestQueriesRunConcurrently(t *testing.T) {
 		t.Fatalf("queries ran one after another: %v", err)
 	}
 }
+
+func TestNamespacesNeedNoNamespaceColumn(t *testing.T) {
+	p := newFakeProm(t, nil)
+	var b bytes.Buffer
+	o := opts("ns", func(o *Options) { o.Namespace, o.AllNamespaces = "", true })
+	if err := Run(context.Background(), o, fakeKube(emojivoto()...), p.client(t), &b); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "output/ns-all-namespaces.table", b.String())
+}

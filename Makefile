@@ -28,10 +28,20 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRun$$' -fuzztime $(FUZZTIME) ./krm-functions/frontend
 	$(GO) test -run '^$$' -fuzz '^FuzzHead$$' -fuzztime $(FUZZTIME) ./proxy/internal/http1
 
-## demo: renders emojivoto injected, the way Argo CD renders it: kustomize
-## with conduit-inject (from bin/) as an exec plugin.
-demo: build
+## demo: the walkthrough. On the cluster of the current kubeconfig context,
+## else on the local node (root): the control plane (overlays/local) and
+## emojivoto injected by conduit-inject, then meshstat stat and tap.
+## demo-down removes what demo added. demo-render only prints the injected app.
+.PHONY: demo-down demo-render demo-prepare
+demo: demo-prepare build image prometheus-image emojivoto-images
+	$(GO) run ./demo/cmd/conduit-demo up
+demo-down:
+	$(GO) run ./demo/cmd/conduit-demo down
+demo-render: build
 	PATH="$(BIN):$$PATH" $(GO) tool kustomize build --enable-alpha-plugins --enable-exec examples/emojivoto
+## demo-prepare: Debian's prometheus, packed into the local node's image.
+demo-prepare:
+	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 ## bench: Go benchmarks, then the load runs that print figures (root; env
 ## BENCH_DURATION, BENCH_WARMUP, BENCH_QPS, BENCH_TARGETS, BENCH_PROTOCOLS: see bench/README.md).

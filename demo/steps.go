@@ -38,13 +38,28 @@ func Render(sourceDir, dir string) ([]byte, error) {
 	return res.AsYaml()
 }
 
+// apply renders dir and applies it: Namespaces first, since the API server
+// refuses objects in a namespace that does not exist yet.
 func apply(ctx context.Context, k kube, sourceDir, dir string) error {
 	manifests, err := Render(sourceDir, dir)
 	if err != nil {
 		return err
 	}
-	_, err = k.run(ctx, strings.NewReader(string(manifests)), "apply", "--server-side", "--force-conflicts", "-f", "-")
-	return err
+	var namespaces []string
+	for _, doc := range strings.Split(string(manifests), "\n---\n") {
+		if strings.Contains("\n"+doc, "\nkind: Namespace\n") {
+			namespaces = append(namespaces, doc)
+		}
+	}
+	for _, docs := range []string{strings.Join(namespaces, "\n---\n"), string(manifests)} {
+		if strings.TrimSpace(docs) == "" {
+			continue
+		}
+		if _, err := k.run(ctx, strings.NewReader(docs), "apply", "--server-side", "--force-conflicts", "-f", "-"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func deleteRendered(ctx context.Context, k kube, sourceDir, dir string) error {

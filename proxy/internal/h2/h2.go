@@ -169,9 +169,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, k := range hopByHop {
 		h.Del(k)
 	}
-	for k := range resp.Trailer {
-		h.Add("Trailer", k)
-	}
+	// Trailers need no announcement in HTTP/2: they are set with
+	// http.TrailerPrefix once the body is done.
 	// A gRPC "trailers-only" response (one HEADERS frame ending the
 	// stream) carries its status in the headers; only such a response has
 	// grpc-status there. net/http always sends headers before ending a

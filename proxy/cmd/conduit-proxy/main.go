@@ -24,6 +24,7 @@ import (
 // options are the flags as given, before validation.
 type options struct {
 	inboundAddr, outboundAddr, adminAddr string
+	tapAddr                              string
 	inboundPorts, opaquePorts, logLevel  string
 	detectTimeout, drainTimeout          time.Duration
 	pprof                                bool
@@ -48,6 +49,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.inboundAddr, "inbound-addr", d.InboundAddr, "address for redirected inbound connections")
 	fs.StringVar(&o.outboundAddr, "outbound-addr", d.OutboundAddr, "address for redirected outbound connections")
 	fs.StringVar(&o.adminAddr, "admin-addr", d.AdminAddr, "address serving "+contract.AdminMetricsPath+", "+contract.AdminLivePath+" and "+contract.AdminReadyPath)
+	fs.StringVar(&o.tapAddr, "tap-addr", d.TapAddr, "address serving the live tap stream "+contract.TapPath)
 	fs.StringVar(&o.inboundPorts, "inbound-ports", envOr(contract.EnvProxyInboundPorts, ""), "the application's ports, a port list (env "+contract.EnvProxyInboundPorts+")")
 	fs.StringVar(&o.opaquePorts, "opaque-ports", envOr(contract.EnvProxyOpaquePorts, contract.DefaultOpaquePorts), "ports forwarded as TCP without protocol detection, a port list (env "+contract.EnvProxyOpaquePorts+")")
 	fs.StringVar(&o.logLevel, "log-level", envOr(contract.EnvProxyLogLevel, "info"), "debug, info, warn or error (env "+contract.EnvProxyLogLevel+")")
@@ -74,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 func (o options) validate() (app.Options, error) {
 	a := app.Defaults()
 	a.InboundAddr, a.OutboundAddr, a.AdminAddr = o.inboundAddr, o.outboundAddr, o.adminAddr
+	a.TapAddr = o.tapAddr
 	var err error
 	if a.InboundPorts, err = ports.Parse(o.inboundPorts); err != nil {
 		return a, fmt.Errorf("--inbound-ports (or %s): %w", contract.EnvProxyInboundPorts, err)

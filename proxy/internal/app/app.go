@@ -27,12 +27,15 @@ import (
 	"github.com/conduitmesh/conduit/proxy/internal/origdst"
 	"github.com/conduitmesh/conduit/proxy/internal/resolve"
 	"github.com/conduitmesh/conduit/proxy/internal/server"
+	"github.com/conduitmesh/conduit/proxy/internal/tap"
 )
 
 // Options configure a proxy run. The zero value is not useful; see
 // Defaults.
 type Options struct {
 	InboundAddr, OutboundAddr, AdminAddr string
+	// TapAddr serves the live tap stream (contract.TapPath).
+	TapAddr string
 	// InboundPorts are the application's container ports (informational:
 	// logged at start; every redirected port is proxied).
 	InboundPorts  ports.List
@@ -57,6 +60,9 @@ type Options struct {
 	// OnReady, when set, is called with the bound addresses once all
 	// listeners are bound.
 	OnReady func(inbound, outbound, admin net.Addr)
+	// OnTapReady, when set, is called with the tap listener's address
+	// before OnReady.
+	OnTapReady func(tap net.Addr)
 }
 
 // Defaults returns the options with the contract's ports and timeouts.
@@ -65,6 +71,7 @@ func Defaults() Options {
 		InboundAddr:   fmt.Sprintf("0.0.0.0:%d", contract.ProxyInboundPort),
 		OutboundAddr:  fmt.Sprintf("%s:%d", contract.ProxyOutboundListenHost, contract.ProxyOutboundPort),
 		AdminAddr:     fmt.Sprintf("0.0.0.0:%d", contract.ProxyAdminPort),
+		TapAddr:       fmt.Sprintf("0.0.0.0:%d", contract.ProxyTapPort),
 		OpaquePorts:   ports.MustParse(contract.DefaultOpaquePorts),
 		LogLevel:      slog.LevelInfo,
 		DetectTimeout: 5 * time.Second,
@@ -116,7 +123,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		}
 	}
 	for _, l := range []struct{ name, addr string }{
-		{"inbound", o.InboundAddr}, {"outbound", o.OutboundAddr}, {"admin", o.AdminAddr},
+		{"inbound", o.InboundAddr}, {"outbound", o.OutboundAddr}, {"admin", o.AdminAddr}, {"tap", o.TapAddr},
 	} {
 		ln, err := listen(l.name, l.addr)
 		if err != nil {
@@ -125,7 +132,10 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		}
 		lns = append(lns, ln)
 	}
-	inLn, outLn, adminLn := lns[0], lns[1], lns[2]
+	inLn, outLn, adminLn, tapLn := lns[0], lns[1], lns[2], lns[3]
+	// One hub for both directions: a subscriber sees inbound and outbound
+	// requests; with none, the protocol paths do no tap work.
+	hub := tap.NewHub()
 
 	newServer := func(direction string, r resolve.Resolver) (*server.Server, error) {
 		return server.New(server.Config{
@@ -136,8 +146,8 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 			Metrics:       m,
 			OpaquePorts:   o.OpaquePorts,
 			DetectTimeout: o.DetectTimeout,
-			HTTP1:         http1.New(direction, r, o.Connector, m, http1.WithLogger(log)),
-			HTTP2:         h2.New(direction, r, o.Connector, m, h2.WithLogger(log)),
+			HTTP1:         http1.New(direction, r, o.Connector, m, http1.WithLogger(log), http1.WithTap(hub)),
+			HTTP2:         h2.New(direction, r, o.Connector, m, h2.WithLogger(log), h2.WithTap(hub)),
 			Log:           log,
 		})
 	}
@@ -157,8 +167,12 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		Handler:           admin.Handler(m.Handler(), ready.Load, o.Pprof),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	tapSrv := &http.Server{
+		Handler:           tap.Handler(hub),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
 	var wg sync.WaitGroup
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	serve := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -171,10 +185,15 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 	serve("inbound", func() error { return inbound.Serve(inLn) })
 	serve("outbound", func() error { return outbound.Serve(outLn) })
 	serve("admin", func() error { return adminSrv.Serve(adminLn) })
+	serve("tap", func() error { return tapSrv.Serve(tapLn) })
 	ready.Store(true)
 	log.Info("conduit-proxy ready", "version", version.Version,
 		"inbound", inLn.Addr().String(), "outbound", outLn.Addr().String(), "admin", adminLn.Addr().String(),
+		"tap", tapLn.Addr().String(),
 		"inbound_ports", o.InboundPorts.String(), "opaque_ports", o.OpaquePorts.String())
+	if o.OnTapReady != nil {
+		o.OnTapReady(tapLn.Addr())
+	}
 	if o.OnReady != nil {
 		o.OnReady(inLn.Addr(), outLn.Addr(), adminLn.Addr())
 	}
@@ -200,6 +219,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 	}
 	dwg.Wait()
 	adminSrv.Close()
+	tapSrv.Close()
 	wg.Wait()
 	log.Info("stopped")
 	return runErr

@@ -30,6 +30,7 @@ func start(t *testing.T, dst netip.AddrPort, mod func(*Options)) *running {
 	t.Helper()
 	o := Defaults()
 	o.InboundAddr, o.OutboundAddr, o.AdminAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	o.TapAddr = "127.0.0.1:0"
 	o.OrigDst = origdst.Fixed(dst)
 	o.Workload = metrics.Workload{Namespace: "ns", Pod: "web-1", Kind: "deployment", Name: "web"}
 	o.DrainTimeout = 2 * time.Second
@@ -163,6 +164,7 @@ func TestBindFailure(t *testing.T) {
 	defer ln.Close()
 	o := Defaults()
 	o.InboundAddr, o.OutboundAddr, o.AdminAddr = "127.0.0.1:0", ln.Addr().String(), "127.0.0.1:0"
+	o.TapAddr = "127.0.0.1:0"
 	err = Run(context.Background(), o, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "outbound listener on "+ln.Addr().String()) {
 		t.Fatalf("Run with a taken port: %v, want an error naming the outbound listener", err)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
 )
@@ -21,6 +22,10 @@ type Conn struct {
 	Reader *bufio.Reader
 	// OrigDst is where the client was connecting before the redirect.
 	OrigDst netip.AddrPort
+	// ID numbers the connection within the process (tap event ids).
+	ID uint64
+
+	requests atomic.Uint64
 
 	tcp *metrics.TCP
 
@@ -32,11 +37,16 @@ type Conn struct {
 // New wraps c. Bytes read and written through the returned Conn's embedded
 // connection are counted in tcp.
 func New(c net.Conn, origDst netip.AddrPort, tcp *metrics.TCP, readerSize int) *Conn {
-	cc := &Conn{OrigDst: origDst, tcp: tcp}
+	cc := &Conn{OrigDst: origDst, tcp: tcp, ID: lastID.Add(1) - 1}
 	cc.Conn = &counted{Conn: c, tcp: tcp}
 	cc.Reader = bufio.NewReaderSize(cc.Conn, readerSize)
 	return cc
 }
+
+var lastID atomic.Uint64
+
+// NextRequest numbers a request on the connection, from 1.
+func (c *Conn) NextRequest() uint64 { return c.requests.Add(1) }
 
 // Raw is the connection without counting, for splicing; whoever uses it
 // reports bytes through Counts.
@@ -81,10 +91,15 @@ func (c *Conn) Draining() bool {
 	return c.draining
 }
 
+// Written is how many bytes were written through the connection's
+// counting wrapper. Only the goroutine that writes may call it.
+func (c *Conn) Written() int64 { return c.Conn.(*counted).written }
+
 // counted counts bytes read and written.
 type counted struct {
 	net.Conn
-	tcp *metrics.TCP
+	tcp     *metrics.TCP
+	written int64
 }
 
 func (c *counted) Read(p []byte) (int, error) {
@@ -98,6 +113,7 @@ func (c *counted) Read(p []byte) (int, error) {
 func (c *counted) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if n > 0 {
+		c.written += int64(n)
 		c.tcp.Transferred(0, int64(n))
 	}
 	return n, err

@@ -26,6 +26,7 @@ import (
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
 	"github.com/conduitmesh/conduit/proxy/internal/proxyerr"
 	"github.com/conduitmesh/conduit/proxy/internal/resolve"
+	"github.com/conduitmesh/conduit/proxy/internal/tap"
 )
 
 // Proxy serves HTTP/2 connections for one direction.
@@ -39,6 +40,7 @@ type Proxy struct {
 	ln        *connListener
 	transport *http.Transport
 	bufs      sync.Pool
+	tap       tap.Observer
 }
 
 // Option configures a Proxy.
@@ -46,6 +48,9 @@ type Option func(*Proxy)
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
+
+// WithTap reports requests to o (live tap).
+func WithTap(o tap.Observer) Option { return func(p *Proxy) { p.tap = o } }
 
 type connKey struct{}
 
@@ -125,10 +130,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	route := p.metrics.RouteString(p.direction, r.Host, false)
 	route.Request()
+	var call *tap.Call
+	if p.tap != nil && p.tap.Observing() {
+		call = p.tapStart(c, r, start)
+		// Whatever path ends the stream, its end is reported (the first
+		// End counts).
+		defer func() { call.End(0, tap.NoGRPCStatus, "stream ended early", time.Now()) }()
+	}
 
 	ep, err := p.resolver.Resolve(r.Context(), resolve.Target{OrigDst: origDst, Authority: r.Host})
 	if err != nil {
-		p.fail(w, route, start, proxyerr.Map(proxyerr.Resolve, err))
+		p.fail(w, route, start, proxyerr.Map(proxyerr.Resolve, err), call)
 		return
 	}
 	// The request upstream shares the incoming one's header map (it is
@@ -154,13 +166,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Err() != nil {
 			// The client went away (RST_STREAM or connection closed); the
 			// transport has cancelled the upstream stream.
+			call.End(0, tap.NoGRPCStatus, "client went away: "+r.Context().Err().Error(), time.Now())
 			return
 		}
-		p.fail(w, route, start, proxyerr.Map(proxyerr.Response, err))
+		p.fail(w, route, start, proxyerr.Map(proxyerr.Response, err), call)
 		return
 	}
 	defer resp.Body.Close()
 	ttfb := time.Since(start)
+	var body io.Reader = resp.Body
+	var counted *countingReader
+	if call != nil {
+		call.Response(resp.StatusCode, start.Add(ttfb))
+		counted = &countingReader{r: resp.Body}
+		body = counted
+	}
 
 	h := w.Header()
 	for k, vv := range resp.Header {
@@ -198,7 +218,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	bp := p.bufs.Get().(*[]byte)
-	copyErr := copyFlushing(w, rc, resp.Body, *bp)
+	copyErr := copyFlushing(w, rc, body, *bp)
 	p.bufs.Put(bp)
 
 	grpcStatus := metrics.NoGRPCStatus
@@ -209,6 +229,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if copyErr != nil {
 		route.Failed(resp.StatusCode).Observe(ttfb)
+		if call != nil {
+			call.End(counted.n, grpcStatus, "reset: "+copyErr.Error(), time.Now())
+		}
 		// Reset the client's stream so it sees the failure rather than a
 		// clean end (net/http sends RST_STREAM for an aborted handler).
 		panic(http.ErrAbortHandler)
@@ -220,6 +243,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h[http.TrailerPrefix+k] = vv
 	}
 	route.Response(resp.StatusCode, grpcStatus).Observe(ttfb)
+	if call != nil {
+		call.End(counted.n, grpcStatus, "", time.Now())
+	}
 }
 
 // copyFlushing copies the body, flushing every piece (when rc is set) so
@@ -254,9 +280,13 @@ func parseStatus(s string) int {
 	return n
 }
 
-func (p *Proxy) fail(w http.ResponseWriter, route *metrics.Route, start time.Time, e *proxyerr.Error) {
+func (p *Proxy) fail(w http.ResponseWriter, route *metrics.Route, start time.Time, e *proxyerr.Error, call *tap.Call) {
 	p.log.Debug("h2 request failed", "direction", p.direction, "status", e.Status, "err", e)
 	route.Response(e.Status, metrics.NoGRPCStatus).Observe(time.Since(start))
+	if call != nil {
+		call.Response(e.Status, time.Now())
+		defer call.End(int64(len(e.Reason)+1), tap.NoGRPCStatus, "", time.Now())
+	}
 	w.Header().Set(contract.ProxyErrorHeader, e.Reason)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(e.Status)

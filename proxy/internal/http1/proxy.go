@@ -22,6 +22,7 @@ import (
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
 	"github.com/conduitmesh/conduit/proxy/internal/proxyerr"
 	"github.com/conduitmesh/conduit/proxy/internal/resolve"
+	"github.com/conduitmesh/conduit/proxy/internal/tap"
 )
 
 // Proxy serves HTTP/1 connections for one direction.
@@ -34,6 +35,7 @@ type Proxy struct {
 	pool      *pool
 	bufSize   int
 	states    sync.Pool
+	tap       tap.Observer
 }
 
 // Option configures a Proxy.
@@ -41,6 +43,9 @@ type Option func(*Proxy)
 
 // WithLogger sets the logger for connection errors.
 func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
+
+// WithTap reports requests to o (live tap).
+func WithTap(o tap.Observer) Option { return func(p *Proxy) { p.tap = o } }
 
 // WithPool sets how many idle connections are kept per endpoint and for how
 // long (defaults 64 and 60s).
@@ -89,6 +94,8 @@ type clientState struct {
 	route    *metrics.Route
 	status   int
 	response *metrics.Response
+
+	call *tap.Call // the request in flight, when tapped
 }
 
 // ServeConn serves requests on c until the client closes, an error makes
@@ -129,7 +136,12 @@ func (p *Proxy) ServeConn(c *conn.Conn) {
 			}
 			return
 		}
-		if !p.serve(c, cs) {
+		keep := p.serve(c, cs)
+		if cs.call != nil {
+			cs.call.End(0, tap.NoGRPCStatus, "connection closed", time.Now())
+			cs.call = nil
+		}
+		if !keep {
 			return
 		}
 	}
@@ -168,6 +180,10 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 	req := &cs.req
 	route := cs.routeFor(p, req)
 	route.Request()
+	seq := c.NextRequest()
+	if p.tap != nil && p.tap.Observing() {
+		cs.call = p.tapStart(c, cs, seq, start)
+	}
 
 	if equalFold(req.bytes(req.method), "connect") {
 		// Tunnels are not proxied yet; answering keeps the bytes that would
@@ -234,6 +250,9 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 
 	resp := &u.resp
 	cs.responseFor(route, resp.status).Observe(time.Since(start))
+	if cs.call != nil {
+		cs.call.Response(resp.status, time.Now())
+	}
 
 	mode := bodyUntilClose
 	switch {
@@ -255,6 +274,10 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 		clientKeep = false
 	}
 	writeResponseHead(cs.w, resp, clientKeep, req.minor, rechunk, dechunk)
+	var headEnd int64
+	if cs.call != nil {
+		headEnd = c.Written() + int64(cs.w.Buffered())
+	}
 	switch mode {
 	case bodyLength:
 		err = copyLength(cs.w, u.r, resp.contentLength)
@@ -265,6 +288,9 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 	}
 	if err == nil {
 		err = cs.w.Flush()
+	}
+	if cs.call != nil {
+		cs.tapEnd(c.Written()-headEnd, err)
 	}
 	if err != nil || !upKeep {
 		u.close()
@@ -339,10 +365,21 @@ func (p *Proxy) upstreamFor(cs *clientState, ep resolve.Endpoint, now time.Time,
 func (p *Proxy) fail(cs *clientState, route *metrics.Route, start time.Time, e *proxyerr.Error, bodyUnread, isHead bool) bool {
 	p.log.Debug("request failed", "direction", p.direction, "status", e.Status, "err", e)
 	cs.responseFor(route, e.Status).Observe(time.Since(start))
+	if cs.call != nil {
+		cs.call.Response(e.Status, time.Now())
+	}
 	// With the request body unread the connection cannot be reused.
 	keep := !bodyUnread && !cs.req.connClose && cs.req.minor == 1
 	writeErrorResponse(cs.w, e.Status, e.Reason, keep, isHead)
-	if cs.w.Flush() != nil {
+	err := cs.w.Flush()
+	if cs.call != nil {
+		n := int64(len(e.Reason) + 1)
+		if isHead {
+			n = 0
+		}
+		cs.tapEnd(n, err)
+	}
+	if err != nil {
 		return false
 	}
 	return keep

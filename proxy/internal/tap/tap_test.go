@@ -305,3 +305,18 @@ func TestHandlerStreams(t *testing.T) {
 		t.Fatal("subscriber still registered after the client went away")
 	}
 }
+
+// BenchmarkObserving is the whole cost of tap per request while nobody
+// subscribes: the check the protocol paths make.
+func BenchmarkObserving(b *testing.B) {
+	var o Observer = NewHub()
+	n := 0
+	for range b.N {
+		if o.Observing() {
+			n++
+		}
+	}
+	if n != 0 {
+		b.Fatal("observing with no subscriber")
+	}
+}

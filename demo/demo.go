@@ -149,12 +149,13 @@ func Up(ctx context.Context, o Options) error {
 		if k.kubeconfig != local {
 			fmt.Fprintln(o.Out, "    no cluster answers in the current kubeconfig context: bringing up the local node")
 		}
+		wasUp := len(cluster.Leftovers(ctx)) > 0
 		kubeconfig, err := cluster.Up(ctx, cluster.WithImages(o.Images...), cluster.WithProgress(indent(o.Out)),
 			cluster.WithSourceDir(o.SourceDir))
 		if err != nil {
 			return err
 		}
-		if !st.StartedLocal && st.Kubeconfig == "" {
+		if !wasUp {
 			st.StartedLocal = true
 		}
 		k.kubeconfig = kubeconfig

@@ -84,7 +84,7 @@ cluster-down:
 
 ## e2e: injected workloads on the local node; brings the node up (and down
 ## again unless it was already up).
-e2e: build image cluster-prepare
+e2e: build image prometheus-image emojivoto-images cluster-prepare
 	$(GO) test -count=1 -tags e2e -timeout 25m -v ./e2e/...
 
 ## prometheus-image: Debian's prometheus (apt-get install prometheus) packed

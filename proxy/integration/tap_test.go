@@ -135,7 +135,7 @@ func TestTap(t *testing.T) {
 	t.Cleanup(httpapp.Serve(m.listen(t, tapAppPort), tapApp()))
 
 	// Bad parameters are refused naming the parameter.
-	resp, err := m.Server.HTTPClient(5*time.Second).Get(fmt.Sprintf("http://127.0.0.1:%d%s?max_rps=0", contract.ProxyTapPort, contract.TapPath))
+	resp, err := m.Server.HTTPClient(5 * time.Second).Get(fmt.Sprintf("http://127.0.0.1:%d%s?max_rps=0", contract.ProxyTapPort, contract.TapPath))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/conduitmesh/conduit/proxy/internal/opaque"
 	"github.com/conduitmesh/conduit/proxy/internal/origdst"
 	"github.com/conduitmesh/conduit/proxy/internal/resolve"
+	"github.com/conduitmesh/conduit/proxy/internal/speakfirst"
 )
 
 // ConnHandler serves one detected protocol on a connection and returns
@@ -49,6 +50,10 @@ type Config struct {
 	Metrics       *metrics.Metrics
 	OpaquePorts   ports.List
 	DetectTimeout time.Duration // zero means 5s
+	// ClientWindow is how long a client may stay silent before the
+	// upstream connection is opened to see whether the server speaks
+	// first; zero means speakfirst.ClientWindow.
+	ClientWindow time.Duration
 	// HTTP1 and HTTP2 serve detected HTTP; when nil that protocol is
 	// forwarded as opaque TCP.
 	HTTP1, HTTP2 ConnHandler
@@ -81,6 +86,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.DetectTimeout == 0 {
 		cfg.DetectTimeout = 5 * time.Second
+	}
+	if cfg.ClientWindow == 0 {
+		cfg.ClientWindow = speakfirst.ClientWindow
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -160,18 +168,34 @@ func (s *Server) serveConn(raw net.Conn) {
 	defer s.untrack(c)
 
 	proto := detect.Opaque
+	var early net.Conn // opened while the client was silent
 	if !s.cfg.OpaquePorts.Contains(dst.Port()) {
-		if proto, err = detect.Peek(c.Raw(), c.Reader, s.cfg.DetectTimeout); err != nil {
+		// A silent client does not wait out the timeout: the upstream
+		// connection is opened and a server that speaks first makes the
+		// connection opaque at once.
+		r, err := speakfirst.Detect(c, func(ctx context.Context) (net.Conn, error) {
+			return s.dialOpaque(ctx, c)
+		}, s.cfg.ClientWindow, s.cfg.DetectTimeout)
+		if err != nil {
 			return
 		}
+		proto, early = r.Protocol, r.Upstream
 	}
 	switch {
 	case proto == detect.HTTP1 && s.cfg.HTTP1 != nil:
+		closeConn(early)
 		s.cfg.HTTP1.ServeConn(c)
 	case proto == detect.HTTP2 && s.cfg.HTTP2 != nil:
+		closeConn(early)
 		s.cfg.HTTP2.ServeConn(c)
 	default:
-		s.forwardOpaque(c)
+		s.forwardOpaque(c, early)
+	}
+}
+
+func closeConn(c net.Conn) {
+	if c != nil {
+		c.Close()
 	}
 }
 
@@ -183,17 +207,29 @@ func isSelf(c net.Conn, dst netip.AddrPort) bool {
 	return local.AddrPort().Addr().Unmap() == dst.Addr().Unmap() && local.AddrPort().Port() == dst.Port()
 }
 
-func (s *Server) forwardOpaque(c *conn.Conn) {
-	ctx := context.Background()
+// dialOpaque connects to where c's opaque bytes go.
+func (s *Server) dialOpaque(ctx context.Context, c *conn.Conn) (net.Conn, error) {
 	ep, err := s.cfg.Resolver.Resolve(ctx, resolve.Target{OrigDst: c.OrigDst})
 	if err != nil {
 		s.cfg.Log.Info("tcp: resolve", "direction", s.cfg.Direction, "dst", c.OrigDst, "err", err)
-		return
+		return nil, err
 	}
 	up, err := s.cfg.Connector.Connect(ctx, ep)
 	if err != nil {
 		s.cfg.Log.Info("tcp: connect", "direction", s.cfg.Direction, "endpoint", ep.Addr, "err", err)
-		return
+		return nil, err
+	}
+	return up, nil
+}
+
+// forwardOpaque forwards c's bytes to up, or to a new connection when up
+// is nil.
+func (s *Server) forwardOpaque(c *conn.Conn, up net.Conn) {
+	if up == nil {
+		var err error
+		if up, err = s.dialOpaque(context.Background(), c); err != nil {
+			return
+		}
 	}
 	prefix, _ := c.Reader.Peek(c.Reader.Buffered())
 	opaque.Forward(c.Raw(), prefix, up, c.Counts())

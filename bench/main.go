@@ -37,7 +37,7 @@ type options struct {
 }
 
 var (
-	allTargets   = []string{"direct", "conduit", "mesh", "nginx", "haproxy"}
+	allTargets   = []string{"direct", "conduit", "mesh", "nginx", "haproxy", "httputil"}
 	allProtocols = []string{"http1", "h2c", "grpc"}
 )
 

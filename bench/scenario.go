@@ -30,11 +30,12 @@ const (
 
 // env is what every scenario shares.
 type env struct {
-	opts   options
-	dir    string
-	bin    meshtest.Binaries
-	fortio string
-	log    io.Writer
+	opts    options
+	dir     string
+	bin     meshtest.Binaries
+	fortio  string
+	goproxy string
+	log     io.Writer
 }
 
 // Run measures every target over every protocol and prints the table.
@@ -64,8 +65,11 @@ func Run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	e.fortio = filepath.Join(dir, "fortio")
-	if out, err := exec.Command("go", "build", "-o", e.fortio, "fortio.org/fortio").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build fortio: %v: %s", err, out)
+	e.goproxy = filepath.Join(dir, "goproxy")
+	for pkg, bin := range map[string]string{"fortio.org/fortio": e.fortio, "github.com/conduitmesh/conduit/bench/goproxy": e.goproxy} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v: %s", pkg, err, out)
+		}
 	}
 
 	var rows []Row
@@ -132,13 +136,18 @@ func (e *env) measure(ctx context.Context, target, proto string) (rows []Row, er
 				pair.Client.InstallRedirect(s, e.bin)
 				proxies = append(proxies, pair.Client.StartProxy(s, e.bin, meshtest.ClientWorkload, proxyOpts...).PID())
 			}
-		case "nginx", "haproxy":
-			conf := e.writeConfig(s, target)
+		case "nginx", "haproxy", "httputil":
 			var cmd *exec.Cmd
-			if target == "nginx" {
-				cmd = e.start(s, pair.Server, "nginx", "nginx", "-p", e.dir+"/", "-c", conf)
-			} else {
-				cmd = e.start(s, pair.Server, "haproxy", "haproxy", "-db", "-f", conf)
+			switch target {
+			case "nginx":
+				cmd = e.start(s, pair.Server, "nginx", "nginx", "-p", e.dir+"/", "-c", e.writeConfig(s, target))
+			case "haproxy":
+				cmd = e.start(s, pair.Server, "haproxy", "haproxy", "-db", "-f", e.writeConfig(s, target))
+			case "httputil":
+				cmd = e.start(s, pair.Server, "goproxy", e.goproxy,
+					"-http1", fmt.Sprintf("0.0.0.0:%d", refHTTP1Port), "-h2c", fmt.Sprintf("0.0.0.0:%d", refH2CPort),
+					"-grpc", fmt.Sprintf("0.0.0.0:%d", refGRPCPort),
+					"-backend", fmt.Sprintf("127.0.0.1:%d", backendHTTPPort), "-grpc-backend", fmt.Sprintf("127.0.0.1:%d", backendGRPCPort))
 			}
 			proxies = append(proxies, cmd.Process.Pid)
 			waitListening(s, pair.Server, refHTTP1Port, refH2CPort, refGRPCPort)

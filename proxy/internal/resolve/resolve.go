@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +31,8 @@ type Endpoint struct {
 	// Identity is the peer's expected identity for mTLS; empty means plain
 	// TCP. Nothing sets it yet.
 	Identity string
+	// Fallback, when valid, is tried when Addr refuses the connection.
+	Fallback netip.AddrPort
 }
 
 // Resolver picks an endpoint for a target. It is called per connection for
@@ -58,14 +61,20 @@ func (OrigDst) Resolve(_ context.Context, t Target) (Endpoint, error) {
 }
 
 // Local forwards to the original port on 127.0.0.1 (inbound: the
-// application in the same pod).
+// application in the same pod). An application that listens only on the
+// pod's address refuses that, so the original destination is the
+// fallback (the proxy's own connections are not redirected).
 type Local struct{}
 
 func (Local) Resolve(_ context.Context, t Target) (Endpoint, error) {
 	if t.OrigDst.Port() == 0 {
 		return Endpoint{}, ErrNoEndpoint
 	}
-	return Endpoint{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), t.OrigDst.Port())}, nil
+	e := Endpoint{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), t.OrigDst.Port())}
+	if a := t.OrigDst.Addr().Unmap(); a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() {
+		e.Fallback = netip.AddrPortFrom(a, t.OrigDst.Port())
+	}
+	return e, nil
 }
 
 // Func adapts a function to Resolver.
@@ -89,6 +98,9 @@ func (d TCP) Connect(ctx context.Context, e Endpoint) (net.Conn, error) {
 	}
 	nd := net.Dialer{Timeout: timeout}
 	c, err := nd.DialContext(ctx, "tcp", e.Addr.String())
+	if err != nil && e.Fallback.IsValid() && errors.Is(err, syscall.ECONNREFUSED) {
+		c, err = nd.DialContext(ctx, "tcp", e.Fallback.String())
+	}
 	if err != nil {
 		return nil, err
 	}

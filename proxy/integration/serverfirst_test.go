@@ -4,21 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"github.com/conduitmesh/conduit/proxy/integration/internal/httpapp"
 	"github.com/conduitmesh/conduit/proxy/integration/meshtest"
-	"github.com/emersion/go-smtp"
+	"github.com/conduitmesh/conduit/proxy/integration/serverapps"
 )
 
 // Ports that are in no list (not the default opaque ports 3306 and 25).
@@ -39,116 +33,6 @@ func serverFirstMesh(t *testing.T) *testMesh {
 	})}
 }
 
-// MariaDB is a mariadbd the test started.
-type MariaDB struct {
-	Dir, Socket string
-	cmd         *exec.Cmd
-	log         string
-}
-
-// StartMariaDB initialises a data directory under t.TempDir() and runs
-// mariadbd in ns on addr:port, stopped when the test ends.
-func StartMariaDB(t *testing.T, ns *meshtest.NetNS, addr string, port int) *MariaDB {
-	t.Helper()
-	dir := t.TempDir()
-	db := &MariaDB{Dir: dir, Socket: filepath.Join(dir, "mysqld.sock"), log: filepath.Join(dir, "error.log")}
-	data := filepath.Join(dir, "data")
-	install := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=root",
-		"--skip-test-db", "--auth-root-authentication-method=normal")
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
-	}
-	db.cmd = ns.Command(context.Background(), "mariadbd", "--no-defaults", "--user=root",
-		"--datadir="+data, "--socket="+db.Socket, "--pid-file="+filepath.Join(dir, "mysqld.pid"),
-		"--log-error="+db.log, "--bind-address="+addr, "--port="+strconv.Itoa(port),
-		"--skip-grant-tables", "--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--skip-log-bin")
-	db.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := db.cmd.Start(); err != nil {
-		t.Fatalf("start mariadbd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { db.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		db.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			db.cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(db.log)
-			t.Logf("mariadbd log:\n%s", b)
-		}
-	})
-	// Ready once it answers on its socket.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := exec.Command("mariadb", "--no-defaults", "--socket="+db.Socket, "-u", "root", "-e", "SELECT 1").Run()
-		if err == nil {
-			return db
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(db.log)
-			t.Fatalf("mariadbd exited before ready:\n%s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(db.log)
-			t.Fatalf("mariadbd not ready after 60s: %v\n%s", err, b)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// smtpBackend keeps the messages it receives.
-type smtpBackend struct {
-	mu   sync.Mutex
-	msgs []smtpMessage
-}
-
-type smtpMessage struct {
-	from string
-	to   []string
-	data []byte
-}
-
-func (b *smtpBackend) NewSession(*smtp.Conn) (smtp.Session, error) { return &smtpSession{be: b}, nil }
-
-func (b *smtpBackend) messages() []smtpMessage {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]smtpMessage(nil), b.msgs...)
-}
-
-type smtpSession struct {
-	be  *smtpBackend
-	msg smtpMessage
-}
-
-func (s *smtpSession) Reset()        { s.msg = smtpMessage{} }
-func (s *smtpSession) Logout() error { return nil }
-func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
-	s.msg.from = from
-	return nil
-}
-func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.msg.to = append(s.msg.to, to)
-	return nil
-}
-func (s *smtpSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.msg.data = b
-	s.be.mu.Lock()
-	s.be.msgs = append(s.be.msgs, s.msg)
-	s.be.mu.Unlock()
-	return nil
-}
-
 // TestServerSpeaksFirst runs MariaDB and SMTP, whose servers speak first,
 // through the client and server proxies on ports no list names. The
 // proxies' detection timeout is 10 minutes and the clients give up after
@@ -159,7 +43,7 @@ func TestServerSpeaksFirst(t *testing.T) {
 	m := serverFirstMesh(t)
 
 	t.Run("mariadb", func(t *testing.T) {
-		StartMariaDB(t, m.Server, server, mariadbPort)
+		serverapps.StartMariaDB(t, m.Server, t.TempDir(), server, mariadbPort)
 		before := m.snapshot(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -183,12 +67,7 @@ func TestServerSpeaksFirst(t *testing.T) {
 	})
 
 	t.Run("smtp", func(t *testing.T) {
-		be := &smtpBackend{}
-		s := smtp.NewServer(be)
-		s.Domain = "mail.mesh.test"
-		s.ReadTimeout, s.WriteTimeout = 30*time.Second, 30*time.Second
-		go s.Serve(m.listen(t, smtpPort))
-		t.Cleanup(func() { s.Close() })
+		be := serverapps.ServeSMTP(t, m.listen(t, smtpPort), "mail.mesh.test")
 
 		before := m.snapshot(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -202,9 +81,9 @@ func TestServerSpeaksFirst(t *testing.T) {
 		if !bytes.Contains(out, []byte("220 mail.mesh.test")) || !bytes.Contains(out, []byte("221 ")) {
 			t.Errorf("swaks transcript lacks the greeting or the goodbye:\n%s", out)
 		}
-		msgs := be.messages()
-		if len(msgs) != 1 || msgs[0].from != "client@mesh.test" || fmt.Sprint(msgs[0].to) != "[server@mesh.test]" ||
-			!strings.Contains(string(msgs[0].data), "sent through the mesh") || !strings.Contains(string(msgs[0].data), "Subject: server first") {
+		msgs := be.Messages()
+		if len(msgs) != 1 || msgs[0].From != "client@mesh.test" || fmt.Sprint(msgs[0].To) != "[server@mesh.test]" ||
+			!strings.Contains(string(msgs[0].Data), "sent through the mesh") || !strings.Contains(string(msgs[0].Data), "Subject: server first") {
 			t.Fatalf("server received %+v", msgs)
 		}
 		expectAtLeast(t, m.ClientProxy, before.client, contract.MetricTCPOpenTotal, outbound, 1)

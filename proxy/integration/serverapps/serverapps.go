@@ -6,6 +6,7 @@ package serverapps
 import (
 	"context"
 	"io"
+	"log"
 	"net"
 	"os"
 	"os/exec"
@@ -102,6 +103,8 @@ func ServeSMTP(t meshtest.T, l net.Listener, domain string) *SMTP {
 	b := &SMTP{}
 	s := smtp.NewServer(b)
 	s.Domain = domain
+	// Clients that hang up after the greeting (the benchmark) are normal.
+	s.ErrorLog = log.New(io.Discard, "", 0)
 	s.ReadTimeout, s.WriteTimeout = 30*time.Second, 30*time.Second
 	go s.Serve(l)
 	t.Cleanup(func() { s.Close() })

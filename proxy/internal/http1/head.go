@@ -64,6 +64,9 @@ type head struct {
 	// Names listed in Connection (other than close/keep-alive), also
 	// hop-by-hop (RFC 9110 section 7.6.1).
 	connTokens []span
+	// switchTo is the Upgrade value the proxy forwards (set per request
+	// by the proxy, never by parsing): see upgradeValue.
+	switchTo span
 }
 
 func (h *head) bytes(s span) []byte { return h.buf[s.start:s.end] }
@@ -72,7 +75,7 @@ func (h *head) reset() {
 	h.buf = h.buf[:0]
 	h.fields = h.fields[:0]
 	h.connTokens = h.connTokens[:0]
-	h.method, h.target, h.reason, h.host = span{}, span{}, span{}, span{}
+	h.method, h.target, h.reason, h.host, h.switchTo = span{}, span{}, span{}, span{}, span{}
 	h.status, h.minor = 0, 0
 	h.contentLength = -1
 	h.teChunked, h.hasTE, h.connClose, h.connKeepAlive = false, false, false, false
@@ -247,8 +250,8 @@ func (h *head) parseField(s span) error {
 		}
 	case 7:
 		if equalFold(name, "upgrade") {
-			// Not forwarded until the proxy can splice an upgraded
-			// connection; recorded so it can then.
+			// Hop-by-hop: the proxy forwards it itself when it splices
+			// the switched connection (see upgradeValue).
 			f.drop, h.upgrade = true, true
 		}
 	case 10:

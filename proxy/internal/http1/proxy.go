@@ -162,8 +162,6 @@ func requestErrorStatus(err error) (int, string) {
 	return 0, ""
 }
 
-var errConnect = errors.New("CONNECT method")
-
 type bodyMode uint8
 
 const (
@@ -185,11 +183,13 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 		cs.call = p.tapStart(c, cs, seq, start)
 	}
 
-	if equalFold(req.bytes(req.method), "connect") {
-		// Tunnels are not proxied yet; answering keeps the bytes that would
-		// follow a 2xx from being read as a response body.
-		return p.fail(cs, route, start, &proxyerr.Error{Status: 501, Reason: "CONNECT not supported", Err: errConnect}, false, false)
+	// A tunnel (CONNECT) or a protocol switch (Upgrade) takes a
+	// connection of its own, spliced once the upstream agrees.
+	tunnel := equalFold(req.bytes(req.method), "connect")
+	if req.upgrade {
+		req.switchTo = req.upgradeValue()
 	}
+	switching := tunnel || req.switchTo.end > req.switchTo.start
 	reqLen := max(req.contentLength, 0)
 	hasBody := req.teChunked || reqLen > 0
 	isHead := equalFold(req.bytes(req.method), "head")
@@ -202,7 +202,7 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 	var u *upstream
 	var upErr error // the upstream failed while taking the request
 	for attempt := 0; ; attempt++ {
-		if u, err = p.upstreamFor(cs, ep, start, attempt > 0); err != nil {
+		if u, err = p.upstreamFor(cs, ep, start, attempt > 0 || switching); err != nil {
 			return p.fail(cs, route, start, proxyerr.Map(proxyerr.Connect, err), hasBody, isHead)
 		}
 		writeRequestHead(u.w, req, c.OrigDst)
@@ -252,6 +252,15 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 	cs.responseFor(route, resp.status).Observe(time.Since(start))
 	if cs.call != nil {
 		cs.call.Response(resp.status, time.Now())
+	}
+	if switching {
+		if (tunnel && resp.status/100 == 2) || (!tunnel && resp.status == 101) {
+			p.splice(c, cs, u, tunnel)
+			return false
+		}
+		// Refused: the answer is forwarded as usual, and the connection
+		// closes after it (a tunnel's client may already be sending).
+		req.connClose = tunnel || req.connClose
 	}
 
 	mode := bodyUntilClose
@@ -324,8 +333,10 @@ func readResponseHead(u *upstream, cs *clientState, clientMinor int) error {
 			return nil
 		}
 		if s == 101 {
-			// The proxy never forwards Upgrade, so a switch is a broken
-			// upstream.
+			if cs.req.switchTo.end > cs.req.switchTo.start {
+				return nil // the switch the client asked for
+			}
+			// Upgrade was not forwarded, so a switch is a broken upstream.
 			return errors.New("unexpected 101 Switching Protocols")
 		}
 		if clientMinor == 1 {
@@ -445,6 +456,11 @@ func writeRequestHead(w *bufio.Writer, req *head, origDst netip.AddrPort) {
 			w.Write(req.buf[f.name.start:f.value.end])
 			w.WriteString("\r\n")
 		}
+	}
+	if req.switchTo.end > req.switchTo.start {
+		w.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		w.Write(req.bytes(req.switchTo))
+		w.WriteString("\r\n")
 	}
 	w.WriteString("\r\n")
 }

@@ -530,15 +530,3 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
-
-func TestConnectRefused(t *testing.T) {
-	be := startBackend(t, http.NotFoundHandler())
-	p := startProxy(t, be.addr)
-	out := raw(t, p.addr, "CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\nConnection: close\r\n\r\n")
-	if !strings.HasPrefix(out, "HTTP/1.1 501 ") || !strings.Contains(out, contract.ProxyErrorHeader+": CONNECT not supported") {
-		t.Fatalf("CONNECT answered %q", out)
-	}
-	if n := len(be.conns); n != 0 {
-		t.Fatalf("backend saw %d connections for CONNECT", n)
-	}
-}

@@ -90,13 +90,12 @@ func serve(w http.ResponseWriter, r *http.Request, h *Hub, f Filter, maxRPS int)
 		if len(buf) == 0 {
 			continue
 		}
+		// Each line is flushed as it is written (the contract's promise:
+		// a reader never waits on a half-sent batch).
 		for i := range buf {
-			if enc.Encode(&buf[i]) != nil {
+			if enc.Encode(&buf[i]) != nil || rc.Flush() != nil {
 				return
 			}
-		}
-		if rc.Flush() != nil {
-			return
 		}
 	}
 }

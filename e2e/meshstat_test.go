@@ -409,7 +409,16 @@ func parseFortio(t *testing.T, logs string) fortioResult {
 	if i < 0 {
 		t.Fatalf("no JSON result in fortio's log:\n%s", logs)
 	}
-	if err := json.NewDecoder(strings.NewReader(logs[i:])).Decode(&r); err != nil {
+	// kubectl logs interleaves fortio's stderr log lines with the JSON it
+	// prints on stdout; the JSON's own lines are indented or braces.
+	var body strings.Builder
+	for _, line := range strings.Split(logs[i:], "\n") {
+		if line == "" || strings.ContainsAny(line[:1], " \t{}[]") {
+			body.WriteString(line)
+			body.WriteByte('\n')
+		}
+	}
+	if err := json.NewDecoder(strings.NewReader(body.String())).Decode(&r); err != nil {
 		t.Fatalf("fortio's result: %v\n%s", err, logs)
 	}
 	if r.ActualQPS == 0 || len(r.RetCodes) == 0 {

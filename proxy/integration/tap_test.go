@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	neturl "net/url"
 	"strings"
@@ -14,8 +15,14 @@ import (
 
 	"github.com/conduitmesh/conduit/meshstat/tap"
 	"github.com/conduitmesh/conduit/pkg/contract"
+	"github.com/conduitmesh/conduit/proxy/integration/internal/grpcapp"
 	"github.com/conduitmesh/conduit/proxy/integration/internal/httpapp"
 	"github.com/conduitmesh/conduit/proxy/integration/meshtest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 )
 
 const tapAppPort = 8080
@@ -214,6 +221,46 @@ func TestTap(t *testing.T) {
 	case e := <-apiOnly.events:
 		t.Errorf("path filter let through %+v", e)
 	case <-time.After(300 * time.Millisecond):
+	}
+
+	// gRPC: the end event carries grpc-status.
+	gl := m.listen(t, grpcPort)
+	gs, _ := grpcapp.NewServer()
+	go gs.Serve(gl)
+	t.Cleanup(gs.Stop)
+	grpcTap := subscribe(t, m.Server, neturl.Values{contract.TapParamPathPrefix: {"/grpc.testing.TestService/"}})
+	gc, err := grpc.NewClient(authority(grpcPort),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return m.Client.Dial(ctx, "tcp4", addr)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := testpb.NewTestServiceClient(gc)
+	if _, err := client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 10}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.NotFound), Message: "gone"}})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("UnaryCall with status: %v", err)
+	}
+	calls := grpcTap.requests(t, 2)
+	for i, want := range []uint32{0, uint32(codes.NotFound)} {
+		req, rsp, end := calls[i][0], calls[i][1], calls[i][2]
+		if req.Method != "POST" || req.Path != "/grpc.testing.TestService/UnaryCall" || rsp.Status != 200 ||
+			end.GRPCStatus == nil || *end.GRPCStatus != want {
+			t.Errorf("gRPC call %d: %+v", i, calls[i])
+		}
+	}
+	if calls[0][2].ResponseBytes < 10 {
+		t.Errorf("gRPC response of %d bytes, want the 10-byte payload and framing", calls[0][2].ResponseBytes)
+	}
+	if line := tap.Line(tap.Event{TapEvent: calls[1][2]}, false); !strings.Contains(line, "grpc-status=NotFound") {
+		t.Errorf("meshstat line %q lacks grpc-status=NotFound", line)
 	}
 
 	// Rate limit: at 1 request per second, a burst of 6 shows whole

@@ -96,6 +96,7 @@ type clientState struct {
 	response *metrics.Response
 
 	call *tap.Call // the request in flight, when tapped
+	seq  uint64    // requests on this connection (tap ids)
 }
 
 // ServeConn serves requests on c until the client closes, an error makes
@@ -103,6 +104,7 @@ type clientState struct {
 func (p *Proxy) ServeConn(c *conn.Conn) {
 	cs := p.states.Get().(*clientState)
 	cs.w.Reset(c)
+	cs.seq = 0
 	cs.state.Store(stateActive)
 	defer func() {
 		if cs.up != nil {
@@ -178,9 +180,9 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 	req := &cs.req
 	route := cs.routeFor(p, req)
 	route.Request()
-	seq := c.NextRequest()
+	cs.seq++
 	if p.tap != nil && p.tap.Observing() {
-		cs.call = p.tapStart(c, cs, seq, start)
+		cs.call = p.tapStart(c, cs, cs.seq, start)
 	}
 
 	// A tunnel (CONNECT) or a protocol switch (Upgrade) takes a

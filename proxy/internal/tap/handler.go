@@ -61,8 +61,9 @@ func ParseQuery(q url.Values) (Filter, int, error) {
 }
 
 // noticeEvery is how often the stream wakes without events, to send a
-// pending dropped notice.
-const noticeEvery = time.Second
+// pending dropped notice: a notice is due a second after the last one, so
+// waking five times a second keeps them at most 1.2 s apart.
+const noticeEvery = 200 * time.Millisecond
 
 func serve(w http.ResponseWriter, r *http.Request, h *Hub, f Filter, maxRPS int) {
 	sub := h.Subscribe(f, maxRPS)

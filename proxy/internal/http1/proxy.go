@@ -192,6 +192,12 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 		req.switchTo = req.upgradeValue()
 	}
 	switching := tunnel || req.switchTo.end > req.switchTo.start
+	if switching && cs.up != nil {
+		// The switch takes a fresh connection; the kept one goes back to
+		// the pool rather than being replaced unclosed.
+		p.pool.put(cs.up, start)
+		cs.up = nil
+	}
 	reqLen := max(req.contentLength, 0)
 	hasBody := req.teChunked || reqLen > 0
 	isHead := equalFold(req.bytes(req.method), "head")

@@ -242,3 +242,48 @@ func TestConnectRefusedByUpstream(t *testing.T) {
 		t.Fatalf("after the refusal: %v, want EOF (connection closed)", err)
 	}
 }
+
+// A refused upgrade after a keep-alive request: both upstream connections
+// end up reusable, none is dropped unclosed, and the client connection
+// carries on.
+func TestRefusedUpgradeKeepsConnections(t *testing.T) {
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "no switch")
+	}))
+	p := startProxy(t, be.addr)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i, req := range []string{
+		"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /2 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n",
+	} {
+		io.WriteString(c, req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "no switch" {
+			t.Fatalf("request %d: %d %q", i+1, resp.StatusCode, b)
+		}
+	}
+	// The first request's connection went back to the pool when the
+	// upgrade took a fresh one, so a second client reuses it.
+	c2, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	io.WriteString(c2, "GET /4 HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("second client: %v", err)
+	}
+	if n := len(be.conns); n != 2 {
+		t.Fatalf("backend saw %d connections, want 2 (the pooled one reused)", n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
@@ -34,6 +35,10 @@ func startProxy(t testing.TB, backend string, opts ...func(*server.Config)) *tes
 		Resolver:  resolve.OrigDst{},
 		Connector: resolve.TCP{},
 		Metrics:   m,
+		// A client slower than the default 1 ms (a loaded test machine)
+		// would get an early upstream connection; these tests count
+		// upstream connections, so they wait for the client as before.
+		ClientWindow: time.Minute,
 	}
 	for _, o := range opts {
 		o(&cfg)

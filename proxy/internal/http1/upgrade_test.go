@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/conduitmesh/conduit/pkg/contract"
+	"github.com/conduitmesh/conduit/proxy/internal/server"
 )
 
 func TestWebSocketThroughProxy(t *testing.T) {
@@ -285,5 +286,36 @@ func TestRefusedUpgradeKeepsConnections(t *testing.T) {
 	}
 	if n := len(be.conns); n != 2 {
 		t.Fatalf("backend saw %d connections, want 2 (the pooled one reused)", n)
+	}
+}
+
+// A client that waits before its first request gets an upstream
+// connection early (it might have been a server-first protocol); the
+// request then uses that connection rather than opening another.
+func TestSlowClientUsesEarlyConnection(t *testing.T) {
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	p := startProxy(t, be.addr, func(cfg *server.Config) { cfg.ClientWindow = time.Millisecond })
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Well past the window: the proxy has connected upstream by now.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(be.conns) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(be.conns) != 1 {
+		t.Fatal("no early upstream connection for a silent client")
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request after silence: %v", err)
+	}
+	if n := len(be.conns); n != 1 {
+		t.Fatalf("backend saw %d connections, want the early one only", n)
 	}
 }

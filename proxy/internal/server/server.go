@@ -36,6 +36,13 @@ type Drainer interface {
 	Drain()
 }
 
+// Adopter is a handler that can use an upstream connection opened while
+// the client was silent (the HTTP/1 path pools it) instead of having it
+// closed unused.
+type Adopter interface {
+	Adopt(upstream net.Conn)
+}
+
 // ReaderSize is the size of the buffer detection peeks into, and in which
 // the HTTP/1 path parses request heads.
 const ReaderSize = 4096
@@ -183,7 +190,11 @@ func (s *Server) serveConn(raw net.Conn) {
 	}
 	switch {
 	case proto == detect.HTTP1 && s.cfg.HTTP1 != nil:
-		closeConn(early)
+		if a, ok := s.cfg.HTTP1.(Adopter); ok && early != nil {
+			a.Adopt(early)
+		} else {
+			closeConn(early)
+		}
 		s.cfg.HTTP1.ServeConn(c)
 	case proto == detect.HTTP2 && s.cfg.HTTP2 != nil:
 		closeConn(early)

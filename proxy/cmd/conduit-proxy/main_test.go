@@ -25,8 +25,8 @@ func TestFlagDefaultsFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.InboundAddr != "0.0.0.0:4143" || a.OutboundAddr != "127.0.0.1:4140" || a.AdminAddr != "0.0.0.0:4191" {
-		t.Errorf("addresses %s %s %s", a.InboundAddr, a.OutboundAddr, a.AdminAddr)
+	if a.InboundAddr != "0.0.0.0:4143" || a.OutboundAddr != "127.0.0.1:4140" || a.AdminAddr != "0.0.0.0:4191" || a.TapAddr != "0.0.0.0:4190" {
+		t.Errorf("addresses %s %s %s %s", a.InboundAddr, a.OutboundAddr, a.AdminAddr, a.TapAddr)
 	}
 	if a.InboundPorts.String() != "8080,9000-9002" || a.OpaquePorts.String() != "5432" {
 		t.Errorf("ports %s / %s", a.InboundPorts, a.OpaquePorts)
@@ -99,5 +99,16 @@ func TestBadInputNamed(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--no-such-flag"}, io.Discard); err == nil {
 		t.Error("unknown flag accepted")
+	}
+}
+
+func TestTapAddrFlag(t *testing.T) {
+	o, err := parseFlags([]string{"--tap-addr", "127.0.0.1:14190"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := o.validate()
+	if err != nil || a.TapAddr != "127.0.0.1:14190" {
+		t.Fatalf("--tap-addr: %q %v", a.TapAddr, err)
 	}
 }

@@ -87,6 +87,7 @@ cluster-down:
 ## again unless it was already up).
 e2e: build image prometheus-image emojivoto-images cluster-prepare
 	$(GO) test -count=1 -tags e2e -timeout 25m -v ./e2e/...
+	$(GO) test -count=1 -tags e2e -timeout 20m -v -run '^TestLocalOverlayOnTheNode$$' ./generator/
 
 ## prometheus-image: Debian's prometheus (apt-get install prometheus) packed
 ## into dist/prometheus/ and dist/prometheus.tar, timestamps from the package.

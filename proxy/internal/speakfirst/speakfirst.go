@@ -9,7 +9,8 @@
 // connection, with nothing added to the server's time to first byte but
 // the window and the connect; the client means detection goes on, and the
 // early connection is used for opaque traffic or closed for HTTP (whose
-// path picks its own pooled connection).
+// path picks its own pooled connection). An HTTP/2 server's SETTINGS frame,
+// which it sends on accepting, is not a greeting: the client still decides.
 package speakfirst
 
 import (
@@ -92,6 +93,15 @@ func Detect(c *conn.Conn, dial Dial, window, timeout time.Duration) (Result, err
 	case err != nil:
 		up.Close()
 		return Result{}, err
+	case serverReady && http2ServerPreface(up):
+		// An HTTP/2 server (gRPC's among them) sends its SETTINGS as soon
+		// as it accepts: that is no greeting, so the client decides.
+		p, err := detect.Peek(raw, c.Reader, time.Until(deadline))
+		if err != nil {
+			up.Close()
+			return Result{}, err
+		}
+		return Result{Protocol: p, Upstream: up}, nil
 	case serverReady:
 		// Bytes (or a close) from the server before the client said
 		// anything conclusive: not HTTP, whatever the client sends.
@@ -197,6 +207,30 @@ func waitReadable(up net.Conn) bool {
 		return ready
 	})
 	return err == nil && ready
+}
+
+// http2ServerPreface reports whether the server's first bytes, peeked and
+// left in place, are an HTTP/2 frame header of a SETTINGS frame on stream
+// 0: the server connection preface of RFC 9113 section 3.4.
+func http2ServerPreface(up net.Conn) bool {
+	rc, ok := rawConn(up)
+	if !ok {
+		return false
+	}
+	var head [9]byte
+	n := 0
+	rc.Read(func(fd uintptr) bool {
+		r, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&head[0])), uintptr(len(head)),
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if errno == 0 {
+			n = int(r)
+		}
+		return true
+	})
+	const frameSettings = 0x4
+	streamID := uint32(head[5]&0x7f)<<24 | uint32(head[6])<<16 | uint32(head[7])<<8 | uint32(head[8])
+	length := int(head[0])<<16 | int(head[1])<<8 | int(head[2])
+	return n == len(head) && head[3] == frameSettings && head[4] == 0 && streamID == 0 && length%6 == 0
 }
 
 func readableNow(up net.Conn) bool {

@@ -191,3 +191,42 @@ func TestDialFailureFallsBackToClient(t *testing.T) {
 		t.Fatalf("result %+v, want HTTP/1 and no upstream", r)
 	}
 }
+
+// An HTTP/2 server (gRPC) writes its SETTINGS frame as soon as it accepts.
+// When the client is slower than the window, that must not pass for a
+// server-first greeting: the client's HTTP/2 preface decides.
+func TestHTTP2ServerPrefaceIsNoGreeting(t *testing.T) {
+	settings := string([]byte{0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 0x3, 0, 0, 0, 100})
+	up := newUpstream(t, greeter(settings))
+	c, client := pair(t)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		client.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+	}()
+	r, err := Detect(c, up.dial, time.Millisecond, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Upstream != nil {
+		defer r.Upstream.Close()
+	}
+	if r.Protocol != detect.HTTP2 || r.ServerFirst {
+		t.Fatalf("got %v (server first %v), want HTTP/2 from the client's preface", r.Protocol, r.ServerFirst)
+	}
+}
+
+// A greeting that merely starts like a frame header is still a greeting.
+func TestShortServerBytesStayServerFirst(t *testing.T) {
+	up := newUpstream(t, greeter("\x00\x00"))
+	c, _ := pair(t)
+	r, err := Detect(c, up.dial, time.Millisecond, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Upstream != nil {
+		defer r.Upstream.Close()
+	}
+	if r.Protocol != detect.Opaque || !r.ServerFirst {
+		t.Fatalf("got %v (server first %v), want opaque, server first", r.Protocol, r.ServerFirst)
+	}
+}

@@ -16,10 +16,16 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ $(CMDS)
 
 ## test: every test, including the ones that start real programs (needs root).
-test: build cluster-prepare
+test: test-deps build cluster-prepare
 	$(GO) test -count=1 ./...
 	$(MAKE) fuzz
 	$(MAKE) e2e
+
+## test-deps: the Debian packages the tests start (curl, nftables, nginx,
+## haproxy, MariaDB, ...); installs what is missing (root).
+.PHONY: test-deps
+test-deps:
+	@scripts/test-deps.sh
 
 ## fuzz: each fuzz target briefly; a failure leaves its input in testdata/fuzz.
 FUZZTIME ?= 10s

@@ -392,10 +392,10 @@ func injectorConfig(c Config) any {
 		Metadata objectMeta `yaml:"metadata"`
 		Spec     spec       `yaml:"spec"`
 	}{
-		typeMeta: typeMeta{"conduit.io/v1alpha1", "ProxyInjector"},
+		typeMeta: typeMeta{contract.ProxyInjectorAPIVersion, contract.ProxyInjectorKind},
 		Metadata: objectMeta{
 			Name:        InjectorConfigName,
-			Annotations: map[string]string{"config.kubernetes.io/function": "exec:\n  path: conduit-inject\n"},
+			Annotations: map[string]string{"config.kubernetes.io/function": "exec:\n  path: " + contract.InjectorExecutable + "\n"},
 		},
 		Spec: spec{
 			Image:                 p.Image,

@@ -17,8 +17,8 @@ import (
 
 // The functionConfig kinds the injector accepts.
 const (
-	ConfigAPIVersion = "conduit.io/v1alpha1"
-	ConfigKind       = "ProxyInjector"
+	ConfigAPIVersion = contract.ProxyInjectorAPIVersion
+	ConfigKind       = contract.ProxyInjectorKind
 )
 
 // Config is what the injector adds and how, before a workload's own

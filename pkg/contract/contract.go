@@ -198,6 +198,14 @@ const (
 	DiscoveryPath       = "/targets"
 )
 
+// The injector's functionConfig kind, written by the generator and read by
+// conduit-inject, and the executable a kustomize exec function names.
+const (
+	ProxyInjectorAPIVersion = "conduit.io/v1alpha1"
+	ProxyInjectorKind       = "ProxyInjector"
+	InjectorExecutable      = "conduit-inject"
+)
+
 // InjectBinaryPath is conduit-inject inside the proxy image, for example to
 // copy it into Argo CD's repo-server.
 const InjectBinaryPath = "/conduit-inject"

@@ -539,3 +539,26 @@ items:
 		t.Errorf("not injected:\n%s", r.stdout)
 	}
 }
+
+// TestGeneratedFunctionConfig: the ProxyInjector the generator commits to
+// base/injector is one conduit-inject accepts, field for field.
+func TestGeneratedFunctionConfig(t *testing.T) {
+	configs, err := filepath.Glob(filepath.Join("..", "..", "..", "base", "injector", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, path := range configs {
+		if !strings.Contains(readFile(t, path), "kind: ProxyInjector") {
+			continue
+		}
+		found = true
+		r := runInject([]string{"--config", path, filepath.Join("testdata", "cases", "pod", "input.yaml")}, nil)
+		if r.code != 0 || !strings.Contains(r.stdout, "name: conduit-proxy") {
+			t.Errorf("%s: exit %d: %s", path, r.code, r.stderr)
+		}
+	}
+	if !found {
+		t.Fatal("no ProxyInjector in base/injector")
+	}
+}

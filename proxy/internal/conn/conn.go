@@ -38,7 +38,7 @@ type Conn struct {
 // connection are counted in tcp.
 func New(c net.Conn, origDst netip.AddrPort, tcp *metrics.TCP, readerSize int) *Conn {
 	cc := &Conn{OrigDst: origDst, tcp: tcp, ID: lastID.Add(1) - 1}
-	cc.Conn = &counted{Conn: c, tcp: tcp}
+	cc.Conn = &counted{Conn: c, io: RawIO(c), tcp: tcp}
 	cc.Reader = bufio.NewReaderSize(cc.Conn, readerSize)
 	return cc
 }
@@ -98,12 +98,13 @@ func (c *Conn) Written() int64 { return c.Conn.(*counted).written }
 // counted counts bytes read and written.
 type counted struct {
 	net.Conn
+	io      net.Conn // Read and Write as raw system calls (RawIO)
 	tcp     *metrics.TCP
 	written int64
 }
 
 func (c *counted) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.io.Read(p)
 	if n > 0 {
 		c.tcp.Transferred(int64(n), 0)
 	}
@@ -111,7 +112,7 @@ func (c *counted) Read(p []byte) (int, error) {
 }
 
 func (c *counted) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	n, err := c.io.Write(p)
 	if n > 0 {
 		c.written += int64(n)
 		c.tcp.Transferred(0, int64(n))

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/conduitmesh/conduit/proxy/internal/conn"
 )
 
 // upstream is a connection to an endpoint with its buffers.
@@ -110,10 +112,11 @@ func (p *pool) closeExpired() {
 }
 
 func (p *pool) wrap(c net.Conn, addr netip.AddrPort) *upstream {
+	rw := conn.RawIO(c) // see RawIO: no scheduler hand-offs per request
 	return &upstream{
 		conn: c,
-		r:    bufio.NewReaderSize(c, p.bufSize),
-		w:    bufio.NewWriterSize(c, p.bufSize),
+		r:    bufio.NewReaderSize(rw, p.bufSize),
+		w:    bufio.NewWriterSize(rw, p.bufSize),
 		addr: addr,
 	}
 }

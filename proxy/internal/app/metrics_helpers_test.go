@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/conduitmesh/conduit/proxy/internal/metrics/metricstest"
 )
 
 type metricFamily = dto.MetricFamily
@@ -18,30 +20,9 @@ func value(fams map[string]*dto.MetricFamily, name string, want map[string]strin
 		return 0, false
 	}
 	for _, m := range f.Metric {
-		if !hasLabels(m, want) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
+		if metricstest.HasLabels(m, want) {
+			return metricstest.Value(m), true
 		}
 	}
 	return 0, false
-}
-
-func hasLabels(m *dto.Metric, want map[string]string) bool {
-	got := map[string]string{}
-	for _, l := range m.Label {
-		got[l.GetName()] = l.GetValue()
-	}
-	for k, v := range want {
-		if got[k] != v {
-			return false
-		}
-	}
-	return true
 }

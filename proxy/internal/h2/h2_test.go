@@ -15,10 +15,10 @@ import (
 
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
+	"github.com/conduitmesh/conduit/proxy/internal/metrics/metricstest"
 	"github.com/conduitmesh/conduit/proxy/internal/origdst"
 	"github.com/conduitmesh/conduit/proxy/internal/resolve"
 	"github.com/conduitmesh/conduit/proxy/internal/server"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -60,41 +60,10 @@ func startProxy(t testing.TB, backend string) *testProxy {
 	return &testProxy{addr: ln.Addr().String(), metrics: m, srv: srv}
 }
 
+// sample returns the value of the metric family name with the given labels.
 func (p *testProxy) sample(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
-	fams, err := p.metrics.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.Metric {
-			got := map[string]string{}
-			for _, l := range m.Label {
-				got[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue next
-				}
-			}
-			return value(m)
-		}
-	}
-	return 0
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return 0
+	return metricstest.Sample(t, p.metrics.Registry(), name, labels)
 }
 
 // testService implements the gRPC interop TestService.

@@ -11,10 +11,10 @@ import (
 
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
+	"github.com/conduitmesh/conduit/proxy/internal/metrics/metricstest"
 	"github.com/conduitmesh/conduit/proxy/internal/origdst"
 	"github.com/conduitmesh/conduit/proxy/internal/resolve"
 	"github.com/conduitmesh/conduit/proxy/internal/server"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // testProxy is the HTTP/1 path behind a real server.Server on loopback,
@@ -100,41 +100,7 @@ func (p *testProxy) client() *http.Client {
 // sample returns the value of the metric family name with the given labels.
 func (p *testProxy) sample(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
-	fams, err := p.metrics.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.Metric {
-			got := map[string]string{}
-			for _, l := range m.Label {
-				got[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue next
-				}
-			}
-			return metricValue(m)
-		}
-	}
-	return 0
-}
-
-func metricValue(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return 0
+	return metricstest.Sample(t, p.metrics.Registry(), name, labels)
 }
 
 func drain(t testing.TB, r io.Reader) []byte {

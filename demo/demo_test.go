@@ -35,6 +35,19 @@ func TestHasRates(t *testing.T) {
 	}
 }
 
+func TestHasFailures(t *testing.T) {
+	rows := `[{"name":"emoji","rps":2,"success_rate":1},{"name":"voting","rps":1.5,"success_rate":0.9},{"name":"web","rps":1,"success_rate":1},{"name":"vote-bot","rps":null,"success_rate":null}]`
+	if hasFailures([]byte(rows), "voting", "web") {
+		t.Error("web has not failed yet, but hasFailures said it had")
+	}
+	if !hasFailures([]byte(rows), "voting") {
+		t.Error("voting is at 90% success")
+	}
+	if hasFailures([]byte(rows), "vote-bot") {
+		t.Error("a row with no success rate counted as failing")
+	}
+}
+
 func TestIndentPrefixesEveryLine(t *testing.T) {
 	var b bytes.Buffer
 	w := indent(&b)

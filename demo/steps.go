@@ -163,17 +163,22 @@ func meshstat(ctx context.Context, k kube, o Options, args ...string) *exec.Cmd 
 
 // statRow is the part of `meshstat stat -o json` the demo reads.
 type statRow struct {
-	Name string   `json:"name"`
-	RPS  *float64 `json:"rps"`
+	Name        string   `json:"name"`
+	RPS         *float64 `json:"rps"`
+	SuccessRate *float64 `json:"success_rate"`
 }
 
-// waitForTraffic waits until Prometheus has rates for emoji, voting and
-// web, and returns meshstat's table then.
+// waitForTraffic waits until Prometheus shows what the demo is about: rates
+// for emoji, voting and web, with voting and web below 100% success once a
+// doughnut vote has failed. The bot picks the doughnut about one vote in
+// ten, so the first scrapes can hold none; after the deadline the table is
+// shown as it is, as long as there is traffic at all.
 func waitForTraffic(ctx context.Context, k kube, o Options) (string, error) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		out, err := meshstat(ctx, k, o, "stat", "deploy", "-n", Namespace, "-o", "json").Output()
-		if err == nil && hasRates(out, "emoji", "voting", "web") {
+		traffic := err == nil && hasRates(out, "emoji", "voting", "web")
+		if traffic && (hasFailures(out, "voting", "web") || time.Now().After(deadline)) {
 			table, err := meshstat(ctx, k, o, "stat", "deploy", "-n", Namespace).CombinedOutput()
 			if err != nil {
 				return "", fmt.Errorf("meshstat stat: %v\n%s", err, table)
@@ -191,14 +196,24 @@ func waitForTraffic(ctx context.Context, k kube, o Options) (string, error) {
 	}
 }
 
+// hasRates says whether every named row has a request rate above zero.
 func hasRates(statJSON []byte, names ...string) bool {
+	return every(statJSON, names, func(r statRow) bool { return r.RPS != nil && *r.RPS > 0 })
+}
+
+// hasFailures says whether every named row has a success rate below 100%.
+func hasFailures(statJSON []byte, names ...string) bool {
+	return every(statJSON, names, func(r statRow) bool { return r.SuccessRate != nil && *r.SuccessRate < 1 })
+}
+
+func every(statJSON []byte, names []string, ok func(statRow) bool) bool {
 	var rows []statRow
 	if err := json.Unmarshal(statJSON, &rows); err != nil {
 		return false
 	}
 	seen := map[string]bool{}
 	for _, r := range rows {
-		if r.RPS != nil && *r.RPS > 0 {
+		if ok(r) {
 			seen[r.Name] = true
 		}
 	}

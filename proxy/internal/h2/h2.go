@@ -1,13 +1,18 @@
 // Package h2 proxies HTTP/2 connections (h2c with prior knowledge, which
-// is how gRPC travels in the clear) stream by stream: each request is sent
-// upstream on a pooled HTTP/2 connection, and response headers, body and
-// trailers come back as they arrive, so streaming gRPC calls are neither
-// buffered nor cut.
+// is how gRPC travels in the clear).
 //
-// It uses net/http's HTTP/2 implementation (the bundled copy of
-// golang.org/x/net/http2) in unencrypted mode: an http.Server serves the
-// detected connections handed to it through an in-memory listener, and an
-// http.Transport speaks h2c prior knowledge upstream.
+// A connection whose upstream answers is relayed frame by frame to its own
+// upstream connection (relay.go): streams, flow control, trailers, resets
+// and GOAWAY pass end to end, and the relay only reads frame headers and
+// header blocks on the way to count, time and tap each request. That path
+// costs about what forwarding opaque bytes costs.
+//
+// A connection whose upstream cannot be reached is served by net/http's
+// HTTP/2 implementation (the bundled copy of golang.org/x/net/http2) in
+// unencrypted mode instead: an http.Server answers each of its requests
+// with the mapped error (502/503/504 and the reason in a header), trying
+// the upstream again per request through an http.Transport that speaks
+// h2c prior knowledge.
 package h2
 
 import (
@@ -33,6 +38,7 @@ import (
 type Proxy struct {
 	direction string
 	resolver  resolve.Resolver
+	connector resolve.Connector
 	metrics   *metrics.Metrics
 	log       *slog.Logger
 
@@ -58,7 +64,7 @@ const bufSize = 16 << 10 // one maximum-size DATA frame
 
 // New returns a Proxy; it starts serving connections passed to ServeConn.
 func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.Metrics, opts ...Option) *Proxy {
-	p := &Proxy{direction: direction, resolver: r, metrics: m, log: slog.New(slog.DiscardHandler)}
+	p := &Proxy{direction: direction, resolver: r, connector: c, metrics: m, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -102,13 +108,34 @@ func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.M
 }
 
 // ServeConn serves c, whose first bytes are the HTTP/2 preface, until it
-// closes.
+// closes. The connection is resolved once, by its original destination:
+// every stream on it goes to that endpoint.
 func (p *Proxy) ServeConn(c *conn.Conn) {
+	if up := p.dial(c); up != nil {
+		p.serveRelay(c, up)
+		return
+	}
 	tc := &trackedConn{Conn: c, closed: make(chan struct{})}
 	if !p.ln.push(tc) {
 		return
 	}
 	<-tc.closed
+}
+
+// dial connects to c's upstream, or returns nil when it cannot.
+func (p *Proxy) dial(c *conn.Conn) net.Conn {
+	ctx := context.Background()
+	ep, err := p.resolver.Resolve(ctx, resolve.Target{OrigDst: c.OrigDst})
+	if err != nil {
+		p.log.Debug("h2: resolve", "direction", p.direction, "dst", c.OrigDst, "err", err)
+		return nil
+	}
+	up, err := p.connector.Connect(ctx, ep)
+	if err != nil {
+		p.log.Debug("h2: connect", "direction", p.direction, "endpoint", ep.Addr, "err", err)
+		return nil
+	}
+	return up
 }
 
 // Drain sends GOAWAY on every connection; each closes once its streams

@@ -217,6 +217,11 @@ func (r *Route) Request() { r.requests.Inc() }
 // NoGRPCStatus marks a response without a grpc-status.
 const NoGRPCStatus = -1
 
+// NoStatus is the status of a request that failed before any response
+// status arrived and for which the proxy answered none either (an HTTP/2
+// stream the server reset): its status_code label is empty.
+const NoStatus = 0
+
 // Classify is the response classification: a grpc-status, when present,
 // decides (0 is success); otherwise a 5xx status is a failure.
 func Classify(status, grpcStatus int) string {
@@ -260,7 +265,11 @@ func (r *Route) response(k respKey) *Response {
 	if k.failed {
 		class = contract.ClassificationFailure
 	}
-	lv := []string{r.labels[0], r.labels[1], r.labels[2], strconv.Itoa(status), class, grpc}
+	code := ""
+	if status != NoStatus {
+		code = strconv.Itoa(status)
+	}
+	lv := []string{r.labels[0], r.labels[1], r.labels[2], code, class, grpc}
 	x := &Response{
 		total:   r.m.responses.WithLabelValues(lv...),
 		latency: r.m.latency.WithLabelValues(lv...),

@@ -7,10 +7,8 @@ import (
 	"io"
 	"net"
 	"sync"
-	"syscall"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/conduitmesh/conduit/proxy/internal/conn"
 )
 
 // Counts receives bytes as they are copied: read from the client and
@@ -70,7 +68,7 @@ func Forward(client net.Conn, prefix []byte, upstream net.Conn, counts Counts) {
 // it passes so long-lived connections show their bytes in the metrics
 // while open.
 func copyCounted(dst, src net.Conn, count func(int64)) error {
-	wait := readableWaiter(src)
+	wait := conn.ReadableWaiter(src)
 	for {
 		if err := wait(); err != nil {
 			return err
@@ -92,28 +90,6 @@ func copyCounted(dst, src net.Conn, count func(int64)) error {
 			return err
 		}
 	}
-}
-
-// readableWaiter returns a function that blocks until c has bytes (or EOF
-// or an error) to read, without reading them. For connections that are not
-// sockets it returns at once.
-func readableWaiter(c net.Conn) func() error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return func() error { return nil }
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return func() error { return nil }
-	}
-	one := make([]byte, 1)
-	peek := func(fd uintptr) bool {
-		// recv(MSG_PEEK) without unix.Recvfrom, which allocates an address.
-		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
-			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		return errno != unix.EAGAIN && errno != unix.EINTR
-	}
-	return func() error { return rc.Read(peek) }
 }
 
 func closeWrite(c net.Conn) {

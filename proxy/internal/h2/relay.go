@@ -1,0 +1,533 @@
+package h2
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/conduitmesh/conduit/proxy/internal/conn"
+	"github.com/conduitmesh/conduit/proxy/internal/metrics"
+	"github.com/conduitmesh/conduit/proxy/internal/tap"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// relay forwards one client connection to its own upstream connection,
+// frame by frame and unchanged: stream ids, flow control, SETTINGS, PING,
+// RST_STREAM and GOAWAY all pass end to end, so the two endpoints see each
+// other's HTTP/2 exactly. The relay reads the frame headers as the bytes go
+// by, and decodes the header blocks (each direction keeps an HPACK decoder
+// in step with the peer's encoder) to count requests and responses, time
+// them and report them to tap. DATA payloads are never copied apart from
+// the one read and one write each piece of bytes needs.
+//
+// It writes frames of its own only when the proxy drains: GOAWAY to the
+// client, at a frame boundary.
+type relay struct {
+	p        *Proxy
+	client   *conn.Conn
+	clientIO net.Conn // client reads and writes, counted, bypassing detection's buffer
+	up       net.Conn
+	upIO     net.Conn
+	source   netip.AddrPort
+
+	requests, responses side
+
+	mu         sync.Mutex
+	streams    map[uint32]*stream
+	lastClient uint32 // highest stream id the client opened
+	closing    bool   // the final GOAWAY is out: end once no stream is open
+	tapped     atomic.Int32
+	idle       atomic.Bool // closing, and no stream is open
+
+	// Writes to the client, from the upstream pump and from drain.
+	toClient         sync.Mutex
+	clientAtBoundary bool   // what the client got so far ends at a frame boundary
+	clientPending    []byte // the relay's own frames, waiting for a boundary
+
+	abortOnce, closeOnce sync.Once
+}
+
+// outcome is how a stream ended.
+type outcome int
+
+const (
+	ended     outcome = iota // the response ended cleanly
+	failed                   // the server reset it, or the connection broke
+	cancelled                // the client reset it
+)
+
+// stream is one request in flight, from its request headers to the end
+// of its response.
+type stream struct {
+	route    *metrics.Route
+	call     *tap.Call
+	start    time.Time
+	answered bool
+	status   int
+	ttfb     time.Duration
+	grpc     int
+	bytes    int64
+}
+
+// side is one direction's reading state.
+type side struct {
+	scan         frameScanner
+	dec          *hpack.Decoder
+	allowedTable uint32
+	announced    atomic.Uint32 // header table size the receiver announced
+	inBlock      bool          // a header block continues in CONTINUATION frames
+	blockStream  uint32
+	blockEnds    bool // the block's HEADERS frame ended the stream
+	blockIsPush  bool
+	fields       headerFields
+	now          time.Time // when the bytes being scanned arrived
+}
+
+// headerFields are the fields of one header block the relay looks at.
+type headerFields struct {
+	method, scheme, authority, host, path string
+	status, grpcStatus                    int
+}
+
+// maxHeaderTable caps the HPACK dynamic table the relay keeps per
+// direction, whatever the peers agree on.
+const maxHeaderTable = 64 << 10
+
+func (s *side) init() {
+	s.allowedTable = 4096
+	s.dec = hpack.NewDecoder(4096, s.emit)
+	s.dec.SetMaxStringLength(maxKeptPayload)
+}
+
+func (s *side) emit(f hpack.HeaderField) {
+	switch f.Name {
+	case ":method":
+		s.fields.method = f.Value
+	case ":scheme":
+		s.fields.scheme = f.Value
+	case ":authority":
+		s.fields.authority = f.Value
+	case "host":
+		s.fields.host = f.Value
+	case ":path":
+		s.fields.path = f.Value
+	case ":status":
+		s.fields.status, _ = strconv.Atoi(f.Value)
+	case "grpc-status":
+		s.fields.grpcStatus = parseStatus(f.Value)
+	}
+}
+
+// decode feeds a header block fragment to the decoder; at the end of the
+// block it calls done with the fields.
+func (s *side) decode(fragment []byte, end bool, done func(s *side)) error {
+	if _, err := s.dec.Write(fragment); err != nil {
+		return err
+	}
+	if !end {
+		s.inBlock = true
+		return nil
+	}
+	s.inBlock = false
+	if err := s.dec.Close(); err != nil {
+		return err
+	}
+	done(s)
+	return nil
+}
+
+// startBlock begins a header block from a HEADERS or PUSH_PROMISE frame.
+func (s *side) startBlock(f *frame) {
+	if a := s.announced.Load(); a > s.allowedTable {
+		s.allowedTable = min(a, maxHeaderTable)
+		s.dec.SetAllowedMaxDynamicTableSize(s.allowedTable)
+	}
+	s.fields = headerFields{grpcStatus: metrics.NoGRPCStatus}
+	s.blockStream = f.StreamID
+	s.blockEnds = f.Type == http2.FrameHeaders && f.Flags.Has(http2.FlagHeadersEndStream)
+	s.blockIsPush = f.Type == http2.FramePushPromise
+}
+
+// block handles the header block frames of either direction.
+func (s *side) block(f *frame, done func(s *side)) error {
+	if f.Type == http2.FrameContinuation {
+		if !s.inBlock || f.StreamID != s.blockStream {
+			return errors.New("CONTINUATION frame outside a header block")
+		}
+	} else {
+		if s.inBlock {
+			return errors.New("header block interrupted")
+		}
+		s.startBlock(f)
+	}
+	frag, err := headerBlockFragment(f)
+	if err != nil {
+		return err
+	}
+	end := f.Flags.Has(http2.FlagHeadersEndHeaders) // the same bit in all three frame types
+	if s.blockIsPush {
+		done = func(*side) {} // pushed requests are not counted; the block keeps the decoder in step
+	}
+	return s.decode(frag, end, done)
+}
+
+// serveRelay relays c to up until both are done.
+func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
+	r := &relay{
+		p: p, client: c, clientIO: c.Conn, up: up, upIO: conn.RawIO(up),
+		streams: map[uint32]*stream{},
+	}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		r.source = a.AddrPort()
+	}
+	r.requests.init()
+	r.requests.scan.skip = len(http2.ClientPreface)
+	r.responses.init()
+	c.OnDrain(func() { go r.drain() })
+	defer c.OnDrain(nil)
+
+	// Bytes read during detection (the preface, perhaps more) go first.
+	prefix, _ := c.Reader.Peek(c.Reader.Buffered())
+	prefix = append([]byte(nil), prefix...)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.pump(c.Raw(), r.clientIO, prefix, &r.requests, r.fromClient, r.writeUpstream, r.upIO)
+	}()
+	r.pump(up, r.upIO, nil, &r.responses, r.fromUpstream, r.writeClient, r.clientIO)
+	<-done
+	r.abort()
+	r.finish()
+}
+
+// pump moves bytes from src to dst, scanning them on the way, until src
+// ends (then dst's write half is closed) or either side fails (then both
+// connections are closed).
+func (r *relay) pump(waitOn, src net.Conn, prefix []byte, s *side, onFrame func(*frame) error,
+	write func([]byte) error, dst net.Conn) {
+	wait := conn.ReadableWaiter(waitOn)
+	pass := func(b []byte) error {
+		s.now = time.Now()
+		if err := s.scan.feed(b, onFrame); err != nil {
+			r.p.log.Debug("h2 relay: closing connection", "direction", r.p.direction, "err", err)
+			return err
+		}
+		return write(b)
+	}
+	if len(prefix) > 0 {
+		if pass(prefix) != nil {
+			r.abort()
+			return
+		}
+	}
+	for {
+		if wait() != nil {
+			r.abort()
+			return
+		}
+		bp := r.p.bufs.Get().(*[]byte)
+		n, err := src.Read(*bp)
+		if n > 0 {
+			if perr := pass((*bp)[:n]); perr != nil {
+				r.p.bufs.Put(bp)
+				r.abort()
+				return
+			}
+		}
+		r.p.bufs.Put(bp)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				closeWrite(dst)
+			} else {
+				r.abort()
+			}
+			return
+		}
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+func (r *relay) writeUpstream(b []byte) error {
+	_, err := r.upIO.Write(b)
+	return err
+}
+
+func (r *relay) writeClient(b []byte) error {
+	r.toClient.Lock()
+	defer r.toClient.Unlock()
+	if _, err := r.clientIO.Write(b); err != nil {
+		return err
+	}
+	r.clientAtBoundary = r.responses.scan.atBoundary()
+	err := r.flushPendingLocked()
+	r.closeIfIdleLocked()
+	return err
+}
+
+func (r *relay) flushPendingLocked() error {
+	if !r.clientAtBoundary || len(r.clientPending) == 0 {
+		return nil
+	}
+	_, err := r.clientIO.Write(r.clientPending)
+	r.clientPending = nil
+	return err
+}
+
+// sendClient writes a frame of the relay's own to the client, at once if
+// the client's byte stream is at a frame boundary (and the upstream's
+// first SETTINGS went out), else as soon as it is.
+func (r *relay) sendClient(f []byte) {
+	r.toClient.Lock()
+	defer r.toClient.Unlock()
+	r.clientPending = append(r.clientPending, f...)
+	if r.flushPendingLocked() != nil {
+		r.abort()
+	}
+	r.closeIfIdleLocked()
+}
+
+// closeIfIdle ends a drained connection once its last stream is done and
+// all the client was sent ends at a frame boundary.
+func (r *relay) closeIfIdle() {
+	r.toClient.Lock()
+	defer r.toClient.Unlock()
+	r.closeIfIdleLocked()
+}
+
+// closeIfIdleLocked half-closes both connections when the relay is idle:
+// each peer reads to the end of what it was sent, then closes, and the
+// pumps end.
+func (r *relay) closeIfIdleLocked() {
+	if !r.idle.Load() || !r.clientAtBoundary || len(r.clientPending) > 0 {
+		return
+	}
+	r.closeOnce.Do(func() {
+		closeWrite(r.upIO)
+		closeWrite(r.clientIO)
+	})
+}
+
+// abort closes both connections; the pumps then end.
+func (r *relay) abort() {
+	r.abortOnce.Do(func() {
+		r.client.Raw().Close()
+		r.up.Close()
+	})
+}
+
+// fromClient reads the frames the client sends.
+func (r *relay) fromClient(f *frame) error {
+	switch f.Type {
+	case http2.FrameHeaders, http2.FrameContinuation, http2.FramePushPromise:
+		return r.requests.block(f, r.requestHeaders)
+	case http2.FrameRSTStream:
+		if len(f.Payload) == 4 {
+			r.reset(f.StreamID, false, http2.ErrCode(binary.BigEndian.Uint32(f.Payload)))
+			r.closeIfIdle()
+		}
+	case http2.FrameSettings:
+		if v, ok := headerTableSize(f); ok {
+			r.responses.announced.Store(v)
+		}
+	}
+	if r.requests.inBlock && f.Type != http2.FrameHeaders && f.Type != http2.FrameContinuation && f.Type != http2.FramePushPromise {
+		return errors.New("header block interrupted")
+	}
+	return nil
+}
+
+// fromUpstream reads the frames the upstream sends.
+func (r *relay) fromUpstream(f *frame) error {
+	switch f.Type {
+	case http2.FrameHeaders, http2.FrameContinuation, http2.FramePushPromise:
+		return r.responses.block(f, r.responseHeaders)
+	case http2.FrameData:
+		if f.Flags.Has(http2.FlagDataEndStream) || r.tapped.Load() > 0 {
+			r.responseData(f)
+		}
+	case http2.FrameRSTStream:
+		if len(f.Payload) == 4 {
+			r.reset(f.StreamID, true, http2.ErrCode(binary.BigEndian.Uint32(f.Payload)))
+		}
+	case http2.FrameSettings:
+		if v, ok := headerTableSize(f); ok {
+			r.requests.announced.Store(v)
+		}
+	case http2.FrameGoAway:
+		if len(f.Payload) >= 8 {
+			r.refusedAfter(binary.BigEndian.Uint32(f.Payload) & (1<<31 - 1))
+		}
+	}
+	if r.responses.inBlock && f.Type != http2.FrameHeaders && f.Type != http2.FrameContinuation && f.Type != http2.FramePushPromise {
+		return errors.New("header block interrupted")
+	}
+	return nil
+}
+
+// requestHeaders starts a stream, or reads a request's trailers.
+func (r *relay) requestHeaders(s *side) {
+	id := s.blockStream
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id%2 == 0 || id <= r.lastClient {
+		return // trailers of a request already counted
+	}
+	r.lastClient = id
+	authority := s.fields.authority
+	if authority == "" {
+		authority = s.fields.host
+	}
+	st := &stream{
+		route: r.p.metrics.RouteString(r.p.direction, authority, false),
+		start: s.now,
+		grpc:  metrics.NoGRPCStatus,
+	}
+	st.route.Request()
+	if r.p.tap != nil && r.p.tap.Observing() {
+		st.call = r.p.tap.Start(&tap.Request{
+			Time: s.now, Direction: r.p.direction,
+			Conn: r.client.ID, Stream: r.client.NextRequest(),
+			Source: r.source, Destination: r.client.OrigDst,
+			Method: s.fields.method, Scheme: s.fields.scheme, Authority: authority, Path: s.fields.path,
+		})
+		if st.call != nil {
+			r.tapped.Add(1)
+		}
+	}
+	r.streams[id] = st
+}
+
+// responseHeaders reads a response's headers or trailers.
+func (r *relay) responseHeaders(s *side) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.streams[s.blockStream]
+	if st == nil {
+		return
+	}
+	if !st.answered {
+		if s.fields.status >= 100 && s.fields.status < 200 {
+			return // informational; the final response follows
+		}
+		st.answered, st.status, st.ttfb = true, s.fields.status, s.now.Sub(st.start)
+		st.call.Response(st.status, s.now)
+	}
+	if s.fields.grpcStatus != metrics.NoGRPCStatus {
+		st.grpc = s.fields.grpcStatus
+	}
+	if s.blockEnds {
+		r.endLocked(s.blockStream, st, ended, "")
+	}
+}
+
+func (r *relay) responseData(f *frame) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.streams[f.StreamID]
+	if st == nil {
+		return
+	}
+	st.bytes += dataLength(f)
+	if f.Flags.Has(http2.FlagDataEndStream) {
+		r.endLocked(f.StreamID, st, ended, "")
+	}
+}
+
+// reset ends a stream that either side reset.
+func (r *relay) reset(id uint32, byUpstream bool, code http2.ErrCode) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.streams[id]
+	if st == nil {
+		return
+	}
+	if byUpstream {
+		r.endLocked(id, st, failed, "reset by the server: "+code.String())
+		return
+	}
+	r.endLocked(id, st, cancelled, "reset by the client: "+code.String())
+}
+
+// refusedAfter forgets the streams an upstream GOAWAY says were never
+// processed: the client retries them elsewhere.
+func (r *relay) refusedAfter(last uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, st := range r.streams {
+		if id > last {
+			delete(r.streams, id)
+			r.untapLocked(st)
+			st.call.End(0, tap.NoGRPCStatus, "refused by the server's GOAWAY", time.Now())
+		}
+	}
+}
+
+// endLocked records a stream's end. A response that began and then broke
+// off is a failure whatever its status; a stream the client reset before
+// any response is not a response at all and counts nowhere.
+func (r *relay) endLocked(id uint32, st *stream, how outcome, reason string) {
+	delete(r.streams, id)
+	r.untapLocked(st)
+	now := time.Now()
+	switch {
+	case how == ended:
+		st.route.Response(st.status, st.grpc).Observe(st.ttfb)
+	case st.answered:
+		st.route.Failed(st.status).Observe(st.ttfb)
+	case how == failed:
+		st.route.Failed(metrics.NoStatus).Observe(now.Sub(st.start))
+	}
+	st.call.End(st.bytes, st.grpc, reason, now)
+	if r.closing && len(r.streams) == 0 {
+		r.idle.Store(true)
+	}
+}
+
+func (r *relay) untapLocked(st *stream) {
+	if st.call != nil {
+		r.tapped.Add(-1)
+	}
+}
+
+// finish ends the streams still open when the connection closed.
+func (r *relay) finish() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, st := range r.streams {
+		r.endLocked(id, st, failed, "connection closed")
+	}
+}
+
+// drainGrace is how long a client has, after the first GOAWAY, to see it
+// before the final one names the last stream the upstream will serve.
+const drainGrace = time.Second
+
+// drain ends the connection gracefully (RFC 9113 section 6.8): a GOAWAY
+// that stops new streams, then, after a grace period, the final GOAWAY;
+// the connection closes once the streams in flight are done.
+func (r *relay) drain() {
+	r.sendClient(goAwayFrame(1<<31-1, http2.ErrCodeNo))
+	time.Sleep(drainGrace)
+	r.mu.Lock()
+	last := r.lastClient
+	r.closing = true
+	if len(r.streams) == 0 {
+		r.idle.Store(true)
+	}
+	r.mu.Unlock()
+	r.sendClient(goAwayFrame(last, http2.ErrCodeNo))
+}

@@ -199,9 +199,10 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.pump(c.Raw(), r.clientIO, prefix, &r.requests, r.fromClient, r.writeUpstream, r.upIO)
+		counts := c.Counts()
+		r.pump(c.Raw(), func(n int) { counts.Transferred(int64(n), 0) }, prefix, &r.requests, r.fromClient, r.writeUpstream, r.upIO)
 	}()
-	r.pump(up, r.upIO, nil, &r.responses, r.fromUpstream, r.writeClient, r.clientIO)
+	r.pump(up, func(int) {}, nil, &r.responses, r.fromUpstream, r.writeClient, r.clientIO)
 	<-done
 	r.abort()
 	r.finish()
@@ -209,10 +210,10 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
 
 // pump moves bytes from src to dst, scanning them on the way, until src
 // ends (then dst's write half is closed) or either side fails (then both
-// connections are closed).
-func (r *relay) pump(waitOn, src net.Conn, prefix []byte, s *side, onFrame func(*frame) error,
+// connections are closed). count sees the bytes read.
+func (r *relay) pump(src net.Conn, count func(int), prefix []byte, s *side, onFrame func(*frame) error,
 	write func([]byte) error, dst net.Conn) {
-	wait := conn.ReadableWaiter(waitOn)
+	rd := conn.NewPooledReader(src, &r.p.bufs)
 	pass := func(b []byte) error {
 		s.now = time.Now()
 		if err := s.scan.feed(b, onFrame); err != nil {
@@ -228,20 +229,16 @@ func (r *relay) pump(waitOn, src net.Conn, prefix []byte, s *side, onFrame func(
 		}
 	}
 	for {
-		if wait() != nil {
-			r.abort()
-			return
-		}
-		bp := r.p.bufs.Get().(*[]byte)
-		n, err := src.Read(*bp)
+		bp, n, err := rd.Read()
 		if n > 0 {
-			if perr := pass((*bp)[:n]); perr != nil {
-				r.p.bufs.Put(bp)
+			count(n)
+			perr := pass((*bp)[:n])
+			r.p.bufs.Put(bp)
+			if perr != nil {
 				r.abort()
 				return
 			}
 		}
-		r.p.bufs.Put(bp)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				closeWrite(dst)

@@ -66,23 +66,21 @@ func Forward(client net.Conn, prefix []byte, upstream net.Conn, counts Counts) {
 
 // copyCounted copies until EOF (nil) or an error, counting each piece as
 // it passes so long-lived connections show their bytes in the metrics
-// while open.
+// while open. Reads and writes are raw system calls (conn.RawIO), and a
+// buffer is held only while bytes are moving.
 func copyCounted(dst, src net.Conn, count func(int64)) error {
-	wait := conn.ReadableWaiter(src)
+	rd := conn.NewPooledReader(src, &bufs)
+	out := conn.RawIO(dst)
 	for {
-		if err := wait(); err != nil {
-			return err
-		}
-		bp := bufs.Get().(*[]byte)
-		n, err := src.Read(*bp)
+		bp, n, err := rd.Read()
 		if n > 0 {
 			count(int64(n))
-			if _, werr := dst.Write((*bp)[:n]); werr != nil {
-				bufs.Put(bp)
+			_, werr := out.Write((*bp)[:n])
+			bufs.Put(bp)
+			if werr != nil {
 				return werr
 			}
 		}
-		bufs.Put(bp)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil

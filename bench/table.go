@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -77,12 +78,35 @@ func signed(d time.Duration) string {
 	return fmt.Sprintf("%+.0f", float64(d)/float64(time.Microsecond))
 }
 
-// Targets are the goals for conduit-proxy from the proxy issue, checked
-// against one proxy hop over HTTP/1.1.
+// WriteTargets checks one conduit hop against the goals from the proxy
+// issue, for each protocol that was measured with direct, conduit and
+// nginx at both loads.
 func WriteTargets(w io.Writer, rows []Row, fixed string) {
+	checked := 0
+	for _, proto := range protocolsOf(rows) {
+		if writeTargets(w, rows, proto, fixed) {
+			checked++
+		}
+	}
+	if checked == 0 {
+		fmt.Fprintln(w, "targets: not checked (needs direct, conduit and nginx of one protocol at both loads)")
+	}
+}
+
+func protocolsOf(rows []Row) []string {
+	var out []string
+	for _, r := range rows {
+		if !slices.Contains(out, r.Protocol) {
+			out = append(out, r.Protocol)
+		}
+	}
+	return out
+}
+
+func writeTargets(w io.Writer, rows []Row, proto, fixed string) bool {
 	find := func(target, load string) (Row, bool) {
 		for _, r := range rows {
-			if r.Target == target && r.Protocol == "http1" && r.Load == load {
+			if r.Target == target && r.Protocol == proto && r.Load == load {
 				return r, true
 			}
 		}
@@ -94,8 +118,7 @@ func WriteTargets(w io.Writer, rows []Row, fixed string) {
 	direct, ok4 := find("direct", fixed)
 	directMax, ok5 := find("direct", "max")
 	if !(ok1 && ok2 && ok3 && ok4 && ok5) {
-		fmt.Fprintln(w, "targets: not checked (needs direct, conduit and nginx over http1 at both loads)")
-		return
+		return false
 	}
 	verdict := func(ok bool) string {
 		if ok {
@@ -106,12 +129,13 @@ func WriteTargets(w io.Writer, rows []Row, fixed string) {
 	addedConduit := conduit.Result.Percentiles[50] - direct.Result.Percentiles[50]
 	addedNginx := nginx.Result.Percentiles[50] - direct.Result.Percentiles[50]
 	ratio := conduitMax.Result.ActualQPS / directMax.Result.ActualQPS
-	fmt.Fprintln(w, "targets for conduit-proxy (one hop, http1):")
+	fmt.Fprintf(w, "targets for conduit-proxy (one hop, %s):\n", proto)
 	fmt.Fprintf(w, "  added p50 %s µs <= nginx's %s µs: %s\n", signed(addedConduit), signed(addedNginx), verdict(addedConduit <= addedNginx))
 	fmt.Fprintf(w, "  cpu %.4f s per 1k requests at the fixed load <= 0.03: %s\n", conduit.CPUPer1k(), verdict(conduit.CPUPer1k() <= 0.03))
 	fmt.Fprintf(w, "  max qps %.2fx direct >= 0.6x: %s\n", ratio, verdict(ratio >= 0.6))
 	fmt.Fprintf(w, "  idle rss %.1f MB <= 10 MB: %s\n", float64(conduit.RSSIdle)/(1<<20), verdict(conduit.RSSIdle <= 10<<20))
 	fmt.Fprintf(w, "  rss at "+fixed+" qps %.1f MB <= 15 MB: %s\n", float64(conduit.RSSMax)/(1<<20), verdict(conduit.RSSMax <= 15<<20))
+	return true
 }
 
 // Median merges rows of the same target, protocol and load (one per round)

@@ -129,6 +129,22 @@ func TestTableAndTargets(t *testing.T) {
 	if !strings.Contains(b.String(), "added p50 +30 µs <= nginx's +24 µs: MISSED") {
 		t.Errorf("a slower proxy was not reported as missing the target:\n%s", b.String())
 	}
+
+	// Each protocol measured in full is checked on its own.
+	for _, r := range rows[:6] {
+		r.Protocol = "grpc"
+		rows = append(rows, r)
+	}
+	b.Reset()
+	WriteTargets(&b, rows, "1000")
+	if !strings.Contains(b.String(), "(one hop, http1)") || !strings.Contains(b.String(), "(one hop, grpc)") {
+		t.Errorf("targets not checked per protocol:\n%s", b.String())
+	}
+	b.Reset()
+	WriteTargets(&b, rows[:2], "1000")
+	if !strings.Contains(b.String(), "targets: not checked") {
+		t.Errorf("targets checked without conduit and nginx rows:\n%s", b.String())
+	}
 }
 
 func TestBadOptions(t *testing.T) {

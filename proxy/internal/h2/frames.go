@@ -31,7 +31,8 @@ type frame struct {
 // pieces, as they come off a socket, without copying the bytes it does not
 // need: DATA payloads pass it by.
 type frameScanner struct {
-	skip    int // preface bytes still to pass over
+	skip    int  // preface bytes still to pass over
+	started bool // the first frame's header was read
 	hdr     [frameHeaderLen]byte
 	hdrN    int
 	cur     frame
@@ -75,6 +76,13 @@ func (s *frameScanner) feed(p []byte, onFrame func(*frame) error) error {
 				Flags:    http2.Flags(h[4]),
 				StreamID: binary.BigEndian.Uint32(h[5:]) & (1<<31 - 1),
 			}
+			if !s.started && s.cur.Type != http2.FrameSettings {
+				// Both connection prefaces begin with SETTINGS (RFC 9113
+				// section 3.4); anything else is not HTTP/2, such as an
+				// HTTP/1 server's answer to the client preface.
+				return fmt.Errorf("peer does not speak HTTP/2: first frame is not SETTINGS")
+			}
+			s.started = true
 			s.need = s.cur.Length
 			s.keep = kept(s.cur.Type)
 			if s.keep && s.cur.Length > maxKeptPayload {

@@ -2,12 +2,15 @@ package h2
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -91,14 +94,14 @@ func TestFrameScannerAnyPieces(t *testing.T) {
 func TestFrameScannerRefusesHugeHeaderFrames(t *testing.T) {
 	var b bytes.Buffer
 	http2.NewFramer(&b, nil).WriteRawFrame(http2.FrameHeaders, http2.FlagHeadersEndHeaders, 1, make([]byte, maxKeptPayload+1))
-	s := frameScanner{}
+	s := frameScanner{started: true}
 	if err := s.feed(b.Bytes(), func(*frame) error { return nil }); err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("a header frame over the limit: %v, want a refusal", err)
 	}
 	// DATA frames of any size pass without being kept.
 	b.Reset()
 	http2.NewFramer(&b, nil).WriteRawFrame(http2.FrameData, 0, 1, make([]byte, maxKeptPayload+1))
-	s = frameScanner{}
+	s = frameScanner{started: true}
 	if err := s.feed(b.Bytes(), func(*frame) error { return nil }); err != nil {
 		t.Fatalf("a large DATA frame: %v", err)
 	}
@@ -205,6 +208,46 @@ func TestRelayResetBeforeResponse(t *testing.T) {
 	l := map[string]string{"authority": "refused.test", "status_code": "", "classification": "failure"}
 	if v := p.sample(t, "response_total", l); v != 1 {
 		t.Fatalf("response_total%v = %v, want 1", l, v)
+	}
+}
+
+// A peer whose first frame is not SETTINGS does not speak HTTP/2.
+func TestFrameScannerWantsSettingsFirst(t *testing.T) {
+	s := frameScanner{}
+	err := s.feed([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"), func(*frame) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "does not speak HTTP/2") {
+		t.Fatalf("an HTTP/1 answer: %v, want a refusal", err)
+	}
+}
+
+// An upstream that answers the client preface with HTTP/1 ends the
+// client's connection at once, instead of passing it bytes that are not
+// frames, and the request counts as a failure.
+func TestRelayUpstreamNotHTTP2(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler()} // HTTP/1 only
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	p := startProxy(t, ln.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://h1only.test/", nil)
+	if resp, err := h2cClient(p.addr).Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got %s through an HTTP/1 upstream", resp.Status)
+	} else if ctx.Err() != nil {
+		t.Fatalf("the client waited out its deadline: %v", err)
+	}
+	l := map[string]string{"authority": "h1only.test", "status_code": "", "classification": "failure"}
+	deadline := time.Now().Add(2 * time.Second)
+	for p.sample(t, "response_total", l) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("response_total%v = %v, want 1", l, p.sample(t, "response_total", l))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

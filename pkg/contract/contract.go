@@ -27,7 +27,16 @@ const (
 	// ProxyAdminPort serves /metrics, /live and /ready.
 	ProxyAdminPort = 4191
 
-	ProxyOutboundListenHost = "127.0.0.1"
+	// ProxyOutboundListenHost and ProxyOutboundListenHostIPv6 are where
+	// the outbound listener binds: the loopback addresses conduit-init's
+	// redirect sends outbound IPv4 and IPv6 TCP to.
+	ProxyOutboundListenHost     = "127.0.0.1"
+	ProxyOutboundListenHostIPv6 = "::1"
+	// ProxyInboundListenHost and ProxyInboundListenHostIPv6 are where the
+	// inbound listener binds: every address, since the redirect sends
+	// inbound TCP to the address it arrived on.
+	ProxyInboundListenHost     = "0.0.0.0"
+	ProxyInboundListenHostIPv6 = "::"
 
 	// Container port names the injector gives the proxy's ports. Kubernetes
 	// limits port names to 15 characters.

@@ -32,11 +32,11 @@ const (
 	// redirect sends outbound IPv4 and IPv6 TCP to.
 	ProxyOutboundListenHost     = "127.0.0.1"
 	ProxyOutboundListenHostIPv6 = "::1"
-	// ProxyInboundListenHost and ProxyInboundListenHostIPv6 are where the
-	// inbound listener binds: every address, since the redirect sends
-	// inbound TCP to the address it arrived on.
-	ProxyInboundListenHost     = "0.0.0.0"
-	ProxyInboundListenHostIPv6 = "::"
+	// ProxyInboundListenHost is where the inbound listener binds: every
+	// address of both families (the proxy's listener on the unspecified
+	// address is dual-stack), since the redirect sends inbound TCP to an
+	// address of the interface it arrived on.
+	ProxyInboundListenHost = "0.0.0.0"
 
 	// Container port names the injector gives the proxy's ports. Kubernetes
 	// limits port names to 15 characters.

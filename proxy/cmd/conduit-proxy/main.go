@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
@@ -24,6 +25,7 @@ import (
 // options are the flags as given, before validation.
 type options struct {
 	inboundAddr, outboundAddr, adminAddr string
+	outboundAddrIPv6                     string
 	tapAddr                              string
 	inboundPorts, opaquePorts, logLevel  string
 	detectTimeout, drainTimeout          time.Duration
@@ -46,8 +48,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := pflag.NewFlagSet("conduit-proxy", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.inboundAddr, "inbound-addr", d.InboundAddr, "address for redirected inbound connections")
-	fs.StringVar(&o.outboundAddr, "outbound-addr", d.OutboundAddr, "address for redirected outbound connections")
+	fs.StringVar(&o.inboundAddr, "inbound-addr", d.InboundAddr, "address for redirected inbound connections (IPv4 and IPv6 when the host is 0.0.0.0)")
+	fs.StringVar(&o.outboundAddr, "outbound-addr", d.OutboundAddr, "address for redirected outbound IPv4 connections")
+	fs.StringVar(&o.outboundAddrIPv6, "outbound-addr-ipv6", d.OutboundAddrIPv6, "address for redirected outbound IPv6 connections; empty for none; not bound, with a note, when the host has no IPv6")
 	fs.StringVar(&o.adminAddr, "admin-addr", d.AdminAddr, "address serving "+contract.AdminMetricsPath+", "+contract.AdminLivePath+" and "+contract.AdminReadyPath)
 	fs.StringVar(&o.tapAddr, "tap-addr", d.TapAddr, "address serving the live tap stream "+contract.TapPath)
 	fs.StringVar(&o.inboundPorts, "inbound-ports", envOr(contract.EnvProxyInboundPorts, ""), "the application's ports, a port list (env "+contract.EnvProxyInboundPorts+")")
@@ -77,6 +80,13 @@ func (o options) validate() (app.Options, error) {
 	a := app.Defaults()
 	a.InboundAddr, a.OutboundAddr, a.AdminAddr = o.inboundAddr, o.outboundAddr, o.adminAddr
 	a.TapAddr = o.tapAddr
+	if o.outboundAddrIPv6 != "" {
+		ap, err := netip.ParseAddrPort(o.outboundAddrIPv6)
+		if err != nil || !ap.Addr().Is6() || ap.Addr().Is4In6() || ap.Addr().Zone() != "" {
+			return a, fmt.Errorf("--outbound-addr-ipv6 %q: want an IPv6 address and port such as [::1]:4140, or empty for none", o.outboundAddrIPv6)
+		}
+	}
+	a.OutboundAddrIPv6 = o.outboundAddrIPv6
 	var err error
 	if a.InboundPorts, err = ports.Parse(o.inboundPorts); err != nil {
 		return a, fmt.Errorf("--inbound-ports (or %s): %w", contract.EnvProxyInboundPorts, err)

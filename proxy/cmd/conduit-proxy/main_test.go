@@ -28,6 +28,9 @@ func TestFlagDefaultsFromEnv(t *testing.T) {
 	if a.InboundAddr != "0.0.0.0:4143" || a.OutboundAddr != "127.0.0.1:4140" || a.AdminAddr != "0.0.0.0:4191" || a.TapAddr != "0.0.0.0:4190" {
 		t.Errorf("addresses %s %s %s %s", a.InboundAddr, a.OutboundAddr, a.AdminAddr, a.TapAddr)
 	}
+	if a.OutboundAddrIPv6 != "[::1]:4140" {
+		t.Errorf("IPv6 outbound address %s", a.OutboundAddrIPv6)
+	}
 	if a.InboundPorts.String() != "8080,9000-9002" || a.OpaquePorts.String() != "5432" {
 		t.Errorf("ports %s / %s", a.InboundPorts, a.OpaquePorts)
 	}
@@ -84,6 +87,9 @@ func TestBadInputNamed(t *testing.T) {
 		{map[string]string{contract.EnvWorkloadKind: "Deployment", contract.EnvWorkloadName: "web"}, nil, contract.EnvWorkloadKind},
 		{map[string]string{contract.EnvWorkloadKind: "deployment"}, nil, contract.EnvWorkloadName},
 		{nil, []string{"--detect-timeout=0s"}, "--detect-timeout"},
+		{nil, []string{"--outbound-addr-ipv6=127.0.0.1:4140"}, `--outbound-addr-ipv6 "127.0.0.1:4140"`},
+		{nil, []string{"--outbound-addr-ipv6=[::ffff:127.0.0.1]:4140"}, `--outbound-addr-ipv6 "[::ffff:127.0.0.1]:4140"`},
+		{nil, []string{"--outbound-addr-ipv6=::1"}, `--outbound-addr-ipv6 "::1"`},
 	}
 	for _, tt := range tests {
 		for _, k := range []string{contract.EnvProxyOpaquePorts, contract.EnvProxyInboundPorts, contract.EnvProxyLogLevel, contract.EnvWorkloadKind, contract.EnvWorkloadName} {
@@ -99,6 +105,23 @@ func TestBadInputNamed(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--no-such-flag"}, io.Discard); err == nil {
 		t.Error("unknown flag accepted")
+	}
+}
+
+// The IPv6 outbound listener can be moved or turned off (empty).
+func TestOutboundAddrIPv6Flag(t *testing.T) {
+	for _, tc := range []struct{ arg, want string }{
+		{"--outbound-addr-ipv6=[::1]:14140", "[::1]:14140"},
+		{"--outbound-addr-ipv6=", ""},
+	} {
+		o, err := parseFlags([]string{tc.arg}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := o.validate()
+		if err != nil || a.OutboundAddrIPv6 != tc.want {
+			t.Errorf("%s: %q %v, want %q", tc.arg, a.OutboundAddrIPv6, err, tc.want)
+		}
 	}
 }
 

@@ -1,6 +1,12 @@
 // Package app runs the proxy: it binds the inbound, outbound and admin
 // listeners, wires the protocol handlers to the resolvers and metrics, and
 // drains on shutdown.
+//
+// Each direction takes IPv4 and, where the host has IPv6, IPv6 connections
+// (conduit-init redirects both families): inbound on one socket (Go listens
+// on both families for an unspecified address such as 0.0.0.0 with network
+// "tcp"), outbound on 127.0.0.1 and on ::1, both served by the outbound
+// server.
 package app
 
 import (
@@ -13,8 +19,10 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
@@ -33,7 +41,16 @@ import (
 // Options configure a proxy run. The zero value is not useful; see
 // Defaults.
 type Options struct {
+	// InboundAddr takes IPv4 and IPv6 when its host is unspecified, as
+	// 0.0.0.0 is (Go makes such a "tcp" listener dual-stack, and IPv4 only
+	// on a host without IPv6); OutboundAddr is IPv4 loopback.
 	InboundAddr, OutboundAddr, AdminAddr string
+	// OutboundAddrIPv6 is the outbound listener for IPv6 (IPv6 only),
+	// served by the same server as OutboundAddr; empty means none. A host
+	// without IPv6 (the bind fails with EADDRNOTAVAIL or EAFNOSUPPORT) is
+	// logged once at info and served over IPv4 only; any other bind error
+	// fails the run as for the other listeners.
+	OutboundAddrIPv6 string
 	// TapAddr serves the live tap stream (contract.TapPath).
 	TapAddr string
 	// InboundPorts are the application's container ports (informational:
@@ -63,20 +80,32 @@ type Options struct {
 	// OnTapReady, when set, is called with the tap listener's address
 	// before OnReady.
 	OnTapReady func(tap net.Addr)
+	// OnIPv6Ready, when set, is called before OnReady with the IPv6
+	// outbound listener's address, nil when it is not bound.
+	OnIPv6Ready func(outbound net.Addr)
 }
 
 // Defaults returns the options with the contract's ports and timeouts.
 func Defaults() Options {
 	return Options{
-		InboundAddr:   fmt.Sprintf("0.0.0.0:%d", contract.ProxyInboundPort),
-		OutboundAddr:  fmt.Sprintf("%s:%d", contract.ProxyOutboundListenHost, contract.ProxyOutboundPort),
-		AdminAddr:     fmt.Sprintf("0.0.0.0:%d", contract.ProxyAdminPort),
-		TapAddr:       fmt.Sprintf("0.0.0.0:%d", contract.ProxyTapPort),
-		OpaquePorts:   ports.MustParse(contract.DefaultOpaquePorts),
-		LogLevel:      slog.LevelInfo,
-		DetectTimeout: 5 * time.Second,
-		DrainTimeout:  20 * time.Second,
+		InboundAddr:      hostPort(contract.ProxyInboundListenHost, contract.ProxyInboundPort),
+		OutboundAddr:     hostPort(contract.ProxyOutboundListenHost, contract.ProxyOutboundPort),
+		OutboundAddrIPv6: hostPort(contract.ProxyOutboundListenHostIPv6, contract.ProxyOutboundPort),
+		AdminAddr:        hostPort(contract.ProxyInboundListenHost, contract.ProxyAdminPort),
+		TapAddr:          hostPort(contract.ProxyInboundListenHost, contract.ProxyTapPort),
+		OpaquePorts:      ports.MustParse(contract.DefaultOpaquePorts),
+		LogLevel:         slog.LevelInfo,
+		DetectTimeout:    5 * time.Second,
+		DrainTimeout:     20 * time.Second,
 	}
+}
+
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// noIPv6 reports a bind error that means the host has no IPv6: IPv6
+// disabled on loopback or everywhere (no ::1), or no IPv6 in the kernel.
+func noIPv6(err error) bool {
+	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)
 }
 
 // Run serves until ctx is done, then drains for up to DrainTimeout and
@@ -109,8 +138,8 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 	m := metrics.New(o.Workload)
 
 	var lc net.ListenConfig
-	listen := func(name, addr string) (net.Listener, error) {
-		ln, err := lc.Listen(ctx, "tcp", addr)
+	listen := func(name, network, addr string) (net.Listener, error) {
+		ln, err := lc.Listen(ctx, network, addr)
 		if err != nil {
 			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 		}
@@ -125,7 +154,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 	for _, l := range []struct{ name, addr string }{
 		{"inbound", o.InboundAddr}, {"outbound", o.OutboundAddr}, {"admin", o.AdminAddr}, {"tap", o.TapAddr},
 	} {
-		ln, err := listen(l.name, l.addr)
+		ln, err := listen(l.name, "tcp", l.addr)
 		if err != nil {
 			closeAll()
 			return err
@@ -133,6 +162,22 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		lns = append(lns, ln)
 	}
 	inLn, outLn, adminLn, tapLn := lns[0], lns[1], lns[2], lns[3]
+	// "tcp6": IPv6 only, even for an unspecified address.
+	var out6Ln net.Listener
+	if o.OutboundAddrIPv6 != "" {
+		ln, err := listen("outbound IPv6", "tcp6", o.OutboundAddrIPv6)
+		switch {
+		case err != nil && noIPv6(err):
+			log.Info("no IPv6 on this host: outbound IPv6 listener not bound, serving IPv4 only",
+				"addr", o.OutboundAddrIPv6, "err", err)
+		case err != nil:
+			closeAll()
+			return err
+		default:
+			lns = append(lns, ln)
+			out6Ln = ln
+		}
+	}
 	// One hub for both directions: a subscriber sees inbound and outbound
 	// requests; with none, the protocol paths do no tap work.
 	hub := tap.NewHub()
@@ -172,7 +217,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	var wg sync.WaitGroup
-	serveErr := make(chan error, 4)
+	serveErr := make(chan error, 5)
 	serve := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -184,15 +229,22 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 	}
 	serve("inbound", func() error { return inbound.Serve(inLn) })
 	serve("outbound", func() error { return outbound.Serve(outLn) })
+	if out6Ln != nil {
+		serve("outbound IPv6", func() error { return outbound.Serve(out6Ln) })
+	}
 	serve("admin", func() error { return adminSrv.Serve(adminLn) })
 	serve("tap", func() error { return tapSrv.Serve(tapLn) })
 	ready.Store(true)
 	log.Info("conduit-proxy ready", "version", version.Version,
-		"inbound", inLn.Addr().String(), "outbound", outLn.Addr().String(), "admin", adminLn.Addr().String(),
-		"tap", tapLn.Addr().String(),
+		"inbound", inLn.Addr().String(), "outbound", outLn.Addr().String(),
+		"outbound_ipv6", addrOrNone(out6Ln),
+		"admin", adminLn.Addr().String(), "tap", tapLn.Addr().String(),
 		"inbound_ports", o.InboundPorts.String(), "opaque_ports", o.OpaquePorts.String())
 	if o.OnTapReady != nil {
 		o.OnTapReady(tapLn.Addr())
+	}
+	if o.OnIPv6Ready != nil {
+		o.OnIPv6Ready(addrOf(out6Ln))
 	}
 	if o.OnReady != nil {
 		o.OnReady(inLn.Addr(), outLn.Addr(), adminLn.Addr())
@@ -223,4 +275,19 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 	wg.Wait()
 	log.Info("stopped")
 	return runErr
+}
+
+// addrOf is the listener's address, nil for none.
+func addrOf(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
+func addrOrNone(ln net.Listener) string {
+	if ln == nil {
+		return "none"
+	}
+	return ln.Addr().String()
 }

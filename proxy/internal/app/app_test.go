@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,16 +21,37 @@ import (
 
 type running struct {
 	in, out, admin net.Addr
+	out6           net.Addr // nil when not bound
+	log            *lockedBuffer
 	cancel         context.CancelFunc
 	done           chan error
 }
 
+// lockedBuffer is the proxy's log, written while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // start runs the proxy on loopback ports with every connection's original
-// destination set to dst.
+// destination set to dst. It binds no IPv6 listeners unless mod asks.
 func start(t *testing.T, dst netip.AddrPort, mod func(*Options)) *running {
 	t.Helper()
 	o := Defaults()
 	o.InboundAddr, o.OutboundAddr, o.AdminAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	o.OutboundAddrIPv6 = ""
 	o.TapAddr = "127.0.0.1:0"
 	o.OrigDst = origdst.Fixed(dst)
 	o.Workload = metrics.Workload{Namespace: "ns", Pod: "web-1", Kind: "deployment", Name: "web"}
@@ -37,12 +59,13 @@ func start(t *testing.T, dst netip.AddrPort, mod func(*Options)) *running {
 	if mod != nil {
 		mod(&o)
 	}
-	r := &running{done: make(chan error, 1)}
+	r := &running{done: make(chan error, 1), log: &lockedBuffer{}}
 	ready := make(chan struct{})
+	o.OnIPv6Ready = func(out net.Addr) { r.out6 = out }
 	o.OnReady = func(in, out, admin net.Addr) { r.in, r.out, r.admin = in, out, admin; close(ready) }
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	go func() { r.done <- Run(ctx, o, io.Discard) }()
+	go func() { r.done <- Run(ctx, o, r.log) }()
 	select {
 	case <-ready:
 	case err := <-r.done:
@@ -164,6 +187,7 @@ func TestBindFailure(t *testing.T) {
 	defer ln.Close()
 	o := Defaults()
 	o.InboundAddr, o.OutboundAddr, o.AdminAddr = "127.0.0.1:0", ln.Addr().String(), "127.0.0.1:0"
+	o.OutboundAddrIPv6 = ""
 	o.TapAddr = "127.0.0.1:0"
 	err = Run(context.Background(), o, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "outbound listener on "+ln.Addr().String()) {

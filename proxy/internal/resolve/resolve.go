@@ -60,17 +60,27 @@ func (OrigDst) Resolve(_ context.Context, t Target) (Endpoint, error) {
 	return Endpoint{Addr: t.OrigDst}, nil
 }
 
-// Local forwards to the original port on 127.0.0.1 (inbound: the
-// application in the same pod). An application that listens only on the
-// pod's address refuses that, so the original destination is the
-// fallback (the proxy's own connections are not redirected).
+// Local forwards to the original port on loopback in the original
+// destination's family, 127.0.0.1 or ::1 (inbound: the application in the
+// same pod). An application that listens only on the pod's address refuses
+// that, so the original destination is the fallback (the proxy's own
+// connections are not redirected).
 type Local struct{}
+
+var (
+	loopback4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	loopback6 = netip.IPv6Loopback()
+)
 
 func (Local) Resolve(_ context.Context, t Target) (Endpoint, error) {
 	if t.OrigDst.Port() == 0 {
 		return Endpoint{}, ErrNoEndpoint
 	}
-	e := Endpoint{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), t.OrigDst.Port())}
+	lo := loopback4
+	if a := t.OrigDst.Addr(); a.Is6() && !a.Is4In6() {
+		lo = loopback6
+	}
+	e := Endpoint{Addr: netip.AddrPortFrom(lo, t.OrigDst.Port())}
 	if a := t.OrigDst.Addr().Unmap(); a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() {
 		e.Fallback = netip.AddrPortFrom(a, t.OrigDst.Port())
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 )
 
@@ -57,6 +58,56 @@ func TestLocalFallsBackToPodAddress(t *testing.T) {
 	}
 	if got := c.RemoteAddr().String(); got != pod.String() {
 		t.Fatalf("connected to %s, want the fallback %s", got, pod)
+	}
+	c.Close()
+}
+
+// An IPv6 connection goes to the application on ::1, an IPv4 one (also
+// when written as an IPv4-mapped address) on 127.0.0.1.
+func TestLocalKeepsTheFamily(t *testing.T) {
+	for _, tc := range []struct {
+		dst, addr, fallback string
+	}{
+		{"[fd00:c0d::2]:8080", "[::1]:8080", "[fd00:c0d::2]:8080"},
+		{"[::1]:8080", "[::1]:8080", ""},
+		{"[::ffff:10.1.2.3]:8080", "127.0.0.1:8080", "10.1.2.3:8080"},
+		{"10.1.2.3:8080", "127.0.0.1:8080", "10.1.2.3:8080"},
+	} {
+		e, err := Local{}.Resolve(context.Background(), Target{OrigDst: netip.MustParseAddrPort(tc.dst)})
+		if err != nil {
+			t.Fatalf("Local(%s): %v", tc.dst, err)
+		}
+		var fallback string
+		if e.Fallback.IsValid() {
+			fallback = e.Fallback.String()
+		}
+		if e.Addr.String() != tc.addr || fallback != tc.fallback {
+			t.Errorf("Local(%s) = %s fallback %q, want %s fallback %q", tc.dst, e.Addr, fallback, tc.addr, tc.fallback)
+		}
+	}
+
+	// And the connector reaches an application listening on ::1.
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip("no ::1 on this host (CI=1 makes this a failure):", err)
+		}
+		t.Fatal("no ::1 on this host:", err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	port := netip.MustParseAddrPort(ln.Addr().String()).Port()
+	e, _ := Local{}.Resolve(context.Background(), Target{OrigDst: netip.AddrPortFrom(netip.MustParseAddr("fd00:c0d::2"), port)})
+	c, err := TCP{}.Connect(context.Background(), e)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", e.Addr, err)
+	}
+	if got := c.RemoteAddr().String(); got != ln.Addr().String() {
+		t.Errorf("connected to %s, want %s", got, ln.Addr())
 	}
 	c.Close()
 }

@@ -319,7 +319,7 @@ func checkRedirectTable(t *testing.T, p pod, initBin, sock string) {
 		t.Fatalf("pod %s has no %s init container", p.Metadata.Name, contract.InitContainerName)
 	}
 	script := runOK(t, initBin, append(args, "--dry-run")...)
-	first := strings.Fields(strings.SplitN(script, "\n", 2)[0]) // table ip NAME {
+	first := strings.Fields(strings.SplitN(script, "\n", 2)[0]) // table inet NAME {
 	if len(first) < 3 || first[0] != "table" {
 		t.Fatalf("dry-run output does not start with a table: %q", script)
 	}
@@ -342,6 +342,13 @@ func checkRedirectTable(t *testing.T, p pod, initBin, sock string) {
 		t.Fatalf("no containerd task for container %s", id)
 	}
 	got := runOK(t, "nsenter", "-t", pid, "-n", "nft", "list", "table", family, table)
+	if family != "ip" {
+		// One table serves IPv4 and IPv6; no IPv4-only table of the same
+		// name (what earlier versions installed) is left beside it.
+		if out, err := exec.Command("nsenter", "-t", pid, "-n", "nft", "list", "table", "ip", table).CombinedOutput(); err == nil {
+			t.Errorf("pod %s: also holds table ip %s beside table %s %s:\n%s", p.Metadata.Name, table, family, table, out)
+		}
+	}
 
 	scratch := fmt.Sprintf("conduit-e2e-%d", os.Getpid())
 	runOK(t, "ip", "netns", "add", scratch)

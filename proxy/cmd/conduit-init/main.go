@@ -1,5 +1,5 @@
 // Command conduit-init installs the nftables redirect that sends a pod's
-// TCP traffic through its conduit-proxy, then exits. It runs as the pod's
+// TCP traffic, IPv4 and IPv6, through its conduit-proxy, then exits. It runs as the pod's
 // init container with NET_ADMIN and NET_RAW.
 package main
 
@@ -69,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var o options
 	fs.IntVar(&o.inboundProxyPort, contract.InitFlagInboundProxyPort, contract.ProxyInboundPort, "port inbound TCP is redirected to")
-	fs.IntVar(&o.outboundProxyPort, contract.InitFlagOutboundProxyPort, contract.ProxyOutboundPort, "port on 127.0.0.1 outbound TCP is redirected to")
+	fs.IntVar(&o.outboundProxyPort, contract.InitFlagOutboundProxyPort, contract.ProxyOutboundPort, "port on 127.0.0.1 and ::1 outbound TCP is redirected to")
 	fs.Uint32Var(&o.proxyUID, contract.InitFlagProxyUID, contract.ProxyUID, "uid of the proxy, whose own traffic is not redirected")
 	fs.StringVar(&o.skipInboundPorts, contract.InitFlagSkipInboundPorts, "", "inbound destination ports that bypass the proxy, e.g. 22,8000-8010")
 	fs.StringVar(&o.skipOutboundPorts, contract.InitFlagSkipOutboundPorts, "", "outbound destination ports that bypass the proxy, e.g. 3306")
@@ -111,6 +111,6 @@ func Run(cfg redirect.Config, dryRun bool, stdout io.Writer) error {
 	for _, c := range t.Chains {
 		n += len(c.Rules)
 	}
-	_, err := fmt.Fprintf(stdout, "conduit-init: installed table ip %s (%d chains, %d rules)\n", t.Name, len(t.Chains), n)
+	_, err := fmt.Fprintf(stdout, "conduit-init: installed table %s (%d chains, %d rules; IPv4 and IPv6)\n", t.ID(), len(t.Chains), n)
 	return err
 }

@@ -38,6 +38,9 @@ func TestDryRunDefaults(t *testing.T) {
 	if code := run([]string{"--dry-run"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
 	}
+	if !strings.HasPrefix(stdout.String(), "table inet conduit {\n") {
+		t.Errorf("default dry run does not start with the inet table (IPv4 and IPv6):\n%s", stdout.String())
+	}
 	for _, s := range []string{"redirect to :4143", "redirect to :4140", "meta skuid 2102 return", "tcp dport 4190-4191 return"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("default dry run lacks %q:\n%s", s, stdout.String())
@@ -123,10 +126,14 @@ func TestInstallInNetNS(t *testing.T) {
 	}
 
 	for i := range 2 {
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...).CombinedOutput(); err != nil {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...).CombinedOutput()
+		if err != nil {
 			t.Fatalf("run %d: %v: %s", i+1, err, out)
 		}
-		listed, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "conduit").CombinedOutput()
+		if want := "conduit-init: installed table inet conduit (2 chains, 8 rules; IPv4 and IPv6)\n"; string(out) != want {
+			t.Errorf("run %d said %q, want %q", i+1, out, want)
+		}
+		listed, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", "conduit").CombinedOutput()
 		if err != nil {
 			t.Fatalf("nft list: %v: %s", err, listed)
 		}

@@ -30,13 +30,20 @@ func InNetNS(path string) Option {
 	return func(o *applyOptions) { o.netnsPath = path }
 }
 
-// Apply installs the table, replacing any table of the same name, in one
-// netlink batch: the kernel holds either the old table or the new one,
-// never a mix, and applying the same table twice leaves one copy.
+// Apply installs the table, replacing any table of the same name and family,
+// in one netlink batch: the kernel holds either the old table or the new
+// one, never a mix, and applying the same table twice leaves one copy. The
+// same batch deletes the IPv4-only table of the same name in family
+// LegacyTableFamily, so a pod set up by an earlier version does not keep
+// its rules beside the new ones.
 func Apply(t Table, opts ...Option) error {
 	var o applyOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	family, err := tableFamily(t.Family)
+	if err != nil {
+		return fmt.Errorf("install table %s: %w", t.ID(), err)
 	}
 	var connOpts []nftables.ConnOption
 	if o.netnsPath != "" {
@@ -51,20 +58,39 @@ func Apply(t Table, opts ...Option) error {
 	if err != nil {
 		return fmt.Errorf("open netlink: %w", err)
 	}
-	queue(c, t)
+	queue(c, t, family)
 	if err := c.Flush(); err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			return fmt.Errorf("install table ip %s: %w (%v)", t.Name, ErrNoNetAdmin, err)
+			return fmt.Errorf("install table %s: %w (%v)", t.ID(), ErrNoNetAdmin, err)
 		}
-		return fmt.Errorf("install table ip %s: %w", t.Name, err)
+		return fmt.Errorf("install table %s: %w", t.ID(), err)
 	}
 	return nil
 }
 
+// tableFamily is the netlink family of an nft family name.
+func tableFamily(name string) (nftables.TableFamily, error) {
+	switch name {
+	case "inet":
+		return nftables.TableFamilyINet, nil
+	case "ip":
+		return nftables.TableFamilyIPv4, nil
+	case "ip6":
+		return nftables.TableFamilyIPv6, nil
+	}
+	return 0, fmt.Errorf("unknown nftables family %q (want inet, ip or ip6)", name)
+}
+
 // queue adds the batch to c: add the table (so deleting it cannot fail when
-// absent), delete it with everything in it, then create it afresh.
-func queue(c *nftables.Conn, t Table) {
-	nt := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyIPv4}
+// absent), delete it with everything in it, then create it afresh. The
+// legacy table goes the same way, unless it is the table being installed.
+func queue(c *nftables.Conn, t Table, family nftables.TableFamily) {
+	if t.Family != LegacyTableFamily {
+		legacy := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyIPv4} // LegacyTableFamily
+		c.AddTable(legacy)
+		c.DelTable(legacy)
+	}
+	nt := &nftables.Table{Name: t.Name, Family: family}
 	c.AddTable(nt)
 	c.DelTable(nt)
 	c.AddTable(nt)

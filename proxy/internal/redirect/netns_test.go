@@ -48,11 +48,11 @@ func newNetNS(t *testing.T) string {
 
 var handleComment = regexp.MustCompile(` # handle \d+`)
 
-// nftList is `nft list table ip conduit` in the namespace, with only what nft
-// adds on its own (handle comments) removed.
+// nftList is `nft list table inet conduit` in the namespace, with only what
+// nft adds on its own (handle comments) removed.
 func nftList(t *testing.T, ns string) string {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "ip", TableName).CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", TableFamily, TableName).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list table: %v: %s", err, out)
 	}
@@ -98,13 +98,68 @@ func TestApplyReplacesOldTable(t *testing.T) {
 	if got := nftList(t, ns); got != narrow.Script() {
 		t.Fatalf("after replacing, nft list =\n%s\nwant\n%s", got, narrow.Script())
 	}
-	// Other tables in the namespace are left alone.
+	if got := nftTables(t, ns); got != "table inet conduit" {
+		t.Errorf("tables in the namespace = %q, want only table inet conduit", got)
+	}
+}
+
+// nftTables is `nft list tables` in the namespace, one table a line.
+func nftTables(t *testing.T, ns string) string {
+	t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list tables: %v: %s", err, out)
 	}
-	if strings.TrimSpace(string(out)) != "table ip conduit" {
-		t.Errorf("tables in the namespace = %q, want only table ip conduit", out)
+	return strings.TrimSpace(string(out))
+}
+
+// legacyScript is the IPv4-only table earlier versions of conduit-init
+// installed.
+const legacyScript = `table ip conduit {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		tcp dport 4190-4191 return
+		meta l4proto tcp redirect to :4143
+	}
+
+	chain output {
+		type nat hook output priority -100; policy accept;
+		meta skuid 2102 return
+		oifname "lo" return
+		meta l4proto tcp redirect to :4140
+	}
+}
+`
+
+// A pod set up by an earlier version holds table ip conduit: Apply removes
+// it in the same batch, and leaves tables it does not own alone.
+func TestApplyRemovesLegacyTable(t *testing.T) {
+	requireRoot(t, "ip", "nft")
+	ns := newNetNS(t)
+	other := "table ip other {\n\tchain c {\n\t\ttype filter hook input priority filter; policy accept;\n\t}\n}\n"
+	for _, script := range []string{legacyScript, other} {
+		cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft -f: %v: %s", err, out)
+		}
+	}
+	if got := nftTables(t, ns); got != "table ip conduit\ntable ip other" {
+		t.Fatalf("before Apply, tables = %q", got)
+	}
+	tbl := Build(DefaultConfig())
+	if err := Apply(tbl, InNetNS("/run/netns/"+ns)); err != nil {
+		t.Fatal(err)
+	}
+	if got := nftTables(t, ns); got != "table ip other\ntable inet conduit" {
+		t.Errorf("after Apply, tables = %q, want table ip other and table inet conduit", got)
+	}
+	if got := nftList(t, ns); got != tbl.Script() {
+		t.Errorf("after Apply, nft list =\n%s\nwant\n%s", got, tbl.Script())
+	}
+	// Applying again with no legacy table present works too.
+	if err := Apply(tbl, InNetNS("/run/netns/"+ns)); err != nil {
+		t.Fatalf("second Apply: %v", err)
 	}
 }
 
@@ -121,8 +176,8 @@ func assertRuleCounts(t *testing.T, ns string, tbl Table) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nt := &nftables.Table{Name: tbl.Name, Family: nftables.TableFamilyIPv4}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	nt := &nftables.Table{Name: tbl.Name, Family: nftables.TableFamilyINet}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		t.Fatal(err)
 	}

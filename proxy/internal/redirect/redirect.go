@@ -6,7 +6,12 @@
 // installs in one atomic batch, and as the nft script that `nft list table`
 // prints for it, so a dry run shows exactly what the kernel will hold.
 //
-// Only IPv4 is redirected: the proxy's outbound listener is 127.0.0.1.
+// The table is in family inet, so one set of rules covers IPv4 and IPv6
+// (NAT in the inet family needs Linux 5.2 or later). A redirect sends a
+// packet to an address of the interface it arrived on (inbound) or to loopback (outbound:
+// 127.0.0.1 for IPv4, ::1 for IPv6), so the proxy listens on both
+// families. Apply also removes the IPv4-only `table ip conduit` that
+// earlier versions installed.
 package redirect
 
 import (
@@ -17,19 +22,27 @@ import (
 	"github.com/conduitmesh/conduit/pkg/ports"
 )
 
-// TableName is the one nftables table conduit-init owns, in family ip.
+// TableName is the one nftables table conduit-init owns, in TableFamily.
 const TableName = "conduit"
 
+// TableFamily is the table's nftables family: inet, IPv4 and IPv6 alike.
+const TableFamily = "inet"
+
+// LegacyTableFamily is the family of the IPv4-only table earlier versions
+// installed under TableName; Apply deletes it.
+const LegacyTableFamily = "ip"
+
 // LoopbackInterface is the interface whose outbound traffic is never
-// redirected: it carries connections to 127.0.0.0/8 and to the pod's own
-// addresses.
+// redirected: it carries connections to 127.0.0.0/8, to ::1 and to the
+// pod's own addresses.
 const LoopbackInterface = "lo"
 
 // Config says where traffic goes and what bypasses the proxy.
 type Config struct {
 	// InboundProxyPort receives redirected inbound TCP.
 	InboundProxyPort uint16
-	// OutboundProxyPort, on 127.0.0.1, receives redirected outbound TCP.
+	// OutboundProxyPort, on 127.0.0.1 and ::1, receives redirected
+	// outbound TCP.
 	OutboundProxyPort uint16
 	// ProxyUID is the proxy's uid; its own connections are not redirected.
 	ProxyUID uint32
@@ -84,6 +97,7 @@ const PriorityDstNAT = -100
 
 // Table is the whole table as data.
 type Table struct {
+	Family string // as nft names it: "inet"
 	Name   string
 	Chains []Chain
 }
@@ -170,14 +184,14 @@ func Build(c Config) Table {
 	}
 	out.Rules = append(out.Rules, Rule{AnyTCP{}, RedirectTo{c.OutboundProxyPort}})
 
-	return Table{Name: TableName, Chains: []Chain{in, out}}
+	return Table{Family: TableFamily, Name: TableName, Chains: []Chain{in, out}}
 }
 
-// Script renders the table in the canonical form `nft list table ip NAME`
-// prints. nft accepts it as input too.
+// Script renders the table in the canonical form `nft list table FAMILY
+// NAME` prints. nft accepts it as input too.
 func (t Table) Script() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table ip %s {\n", t.Name)
+	fmt.Fprintf(&b, "table %s {\n", t.ID())
 	for i, c := range t.Chains {
 		if i > 0 {
 			b.WriteString("\n")
@@ -192,6 +206,9 @@ func (t Table) Script() string {
 	b.WriteString("}\n")
 	return b.String()
 }
+
+// ID is how nft names the table: "inet conduit".
+func (t Table) ID() string { return t.Family + " " + t.Name }
 
 // priorityName is how nft prints a priority: by name where nft has one for
 // the hook (dstnat exists for prerouting only), else as a number.

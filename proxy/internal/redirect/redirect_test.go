@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func TestBuildDefault(t *testing.T) {
 	got := Build(DefaultConfig())
-	want := Table{Name: "conduit", Chains: []Chain{
+	want := Table{Family: "inet", Name: "conduit", Chains: []Chain{
 		{Name: "prerouting", Hook: HookPrerouting, Priority: -100, Rules: []Rule{
 			{DestPorts{ports.Range{First: 4190, Last: 4191}}, Return{}},
 			{AnyTCP{}, RedirectTo{4143}},
@@ -126,6 +126,36 @@ func TestScriptGolden(t *testing.T) {
 				t.Errorf("Script() differs from %s:\n--- got\n%s--- want\n%s", path, got, want)
 			}
 		})
+	}
+}
+
+// The table covers both address families under one name; nft names it so
+// in the script's first line.
+func TestScriptNamesInetTable(t *testing.T) {
+	tbl := Build(DefaultConfig())
+	if tbl.ID() != "inet conduit" {
+		t.Errorf("ID() = %q, want \"inet conduit\"", tbl.ID())
+	}
+	first, _, _ := strings.Cut(tbl.Script(), "\n")
+	if first != "table inet conduit {" {
+		t.Errorf("script starts %q, want \"table inet conduit {\"", first)
+	}
+	// Nothing in the rules is specific to one family: no addresses, no
+	// ip/ip6 payload matches.
+	for _, bad := range []string{"ip ", "ip6 ", "127.0.0.1", "::1"} {
+		if strings.Contains(tbl.Script(), bad) {
+			t.Errorf("script mentions %q:\n%s", bad, tbl.Script())
+		}
+	}
+}
+
+// An unknown family is refused before the kernel is asked.
+func TestApplyUnknownFamily(t *testing.T) {
+	tbl := Build(DefaultConfig())
+	tbl.Family = "bridge"
+	err := Apply(tbl)
+	if err == nil || !strings.Contains(err.Error(), `install table bridge conduit: unknown nftables family "bridge"`) {
+		t.Fatalf("Apply(family bridge) = %v, want an error naming the family", err)
 	}
 }
 

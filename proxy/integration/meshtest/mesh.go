@@ -26,6 +26,15 @@ var (
 
 const pairPrefixLen = 30
 
+// The pair's IPv6 addresses, given by AddIPv6: unique local addresses in a
+// /64 that exists only inside the two namespaces.
+var (
+	ClientAddr6 = netip.MustParseAddr("fd00:c0d::1")
+	ServerAddr6 = netip.MustParseAddr("fd00:c0d::2")
+)
+
+const pairPrefixLen6 = 64
+
 // Pair is a client and a server namespace joined by a veth pair, eth0 in
 // each.
 type Pair struct {
@@ -54,6 +63,21 @@ func NewPair(t T) *Pair {
 		}
 	}
 	return p
+}
+
+// AddIPv6 gives each end of the pair its IPv6 address as well (the pair is
+// then dual-stack). The addresses skip duplicate address detection
+// (nodad), so they are usable at once.
+func (p *Pair) AddIPv6(t T) {
+	t.Helper()
+	for _, side := range []struct {
+		ns   *NetNS
+		addr netip.Addr
+	}{{p.Client, ClientAddr6}, {p.Server, ServerAddr6}} {
+		if err := side.ns.Run("ip", "-6", "addr", "add", fmt.Sprintf("%s/%d", side.addr, pairPrefixLen6), "dev", "eth0", "nodad"); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // Binaries are the mesh's programs, built for the test.
@@ -279,6 +303,9 @@ var (
 
 // MeshOptions configure NewMesh.
 type MeshOptions struct {
+	// IPv6 makes the pair dual-stack (Pair.AddIPv6) before the redirects
+	// and proxies start.
+	IPv6 bool
 	// ClientInit and ServerInit are extra conduit-init flags.
 	ClientInit, ServerInit []string
 	// ClientProxy and ServerProxy are extra proxy options.
@@ -289,6 +316,9 @@ type MeshOptions struct {
 func NewMesh(t T, b Binaries, o MeshOptions) *Mesh {
 	t.Helper()
 	m := &Mesh{Pair: NewPair(t), Bin: b}
+	if o.IPv6 {
+		m.AddIPv6(t)
+	}
 	m.Client.InstallRedirect(t, b, o.ClientInit...)
 	m.Server.InstallRedirect(t, b, o.ServerInit...)
 	m.ClientProxy = m.Client.StartProxy(t, b, ClientWorkload, o.ClientProxy...)

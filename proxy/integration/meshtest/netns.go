@@ -4,7 +4,8 @@
 // proxy uid, while the applications stay unchanged.
 //
 // Traffic stays inside the namespaces: the only addresses used are loopback
-// and the pair's own private /30, assigned inside the namespaces. Everything
+// and the pair's own private /30 (and, for IPv6 tests, its unique local
+// /64), assigned inside the namespaces. Everything
 // created (namespaces, which take their veth ends along, and processes) is
 // removed by t.Cleanup, also when the test fails.
 package meshtest

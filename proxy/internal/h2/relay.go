@@ -315,6 +315,9 @@ func (r *relay) closeIfIdleLocked() {
 	r.closeOnce.Do(func() {
 		closeWrite(r.upIO)
 		closeWrite(r.clientIO)
+		// A peer that never closes its side does not keep the
+		// connection (and the drain) waiting.
+		time.AfterFunc(drainLinger, r.abort)
 	})
 }
 
@@ -512,6 +515,10 @@ func (r *relay) finish() {
 // drainGrace is how long a client has, after the first GOAWAY, to see it
 // before the final one names the last stream the upstream will serve.
 const drainGrace = time.Second
+
+// drainLinger is how long a drained connection waits, once both write
+// halves are closed, for the peers to close theirs.
+const drainLinger = time.Second
 
 // drain ends the connection gracefully (RFC 9113 section 6.8): a GOAWAY
 // that stops new streams, then, after a grace period, the final GOAWAY;

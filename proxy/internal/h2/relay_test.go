@@ -3,6 +3,7 @@ package h2
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // scanned is what the scanner reported for one frame.
@@ -260,5 +262,77 @@ func TestGoAwayFrame(t *testing.T) {
 	g, ok := f.(*http2.GoAwayFrame)
 	if !ok || g.LastStreamID != 7 || g.ErrCode != http2.ErrCodeNo {
 		t.Fatalf("read back %v", f)
+	}
+}
+
+// On drain the relay tells the client with GOAWAY, first for any stream
+// and then, after the grace period, naming the last stream it opened; the
+// stream in flight still gets its whole response, and then the
+// connection ends.
+func TestRelayDrainSendsGoAwayTwice(t *testing.T) {
+	be := startH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		w.Write([]byte("finished"))
+	}))
+	p := startProxy(t, be)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "drain.test"}, {":path", "/"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+
+	// Drain once the request is with the server.
+	time.Sleep(100 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		defer cancel()
+		shut <- p.srv.Shutdown(ctx)
+	}()
+
+	var goAways []uint32
+	var body []byte
+	ended := false
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("reading frames: %v (GOAWAYs %v, body %q)", err, goAways, body)
+			}
+			c.Close() // as a client does at the end of the connection
+			break
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.GoAwayFrame:
+			goAways = append(goAways, f.LastStreamID)
+		case *http2.DataFrame:
+			body = append(body, f.Data()...)
+			ended = ended || f.StreamEnded()
+		case *http2.HeadersFrame:
+			ended = ended || f.StreamEnded()
+		}
+	}
+	if fmt.Sprint(goAways) != fmt.Sprint([]uint32{1<<31 - 1, 1}) {
+		t.Errorf("GOAWAY last stream ids %v, want [%d 1]", goAways, uint32(1<<31-1))
+	}
+	if !ended || string(body) != "finished" {
+		t.Errorf("stream 1 ended %v with body %q, want the whole response", ended, body)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("drain: %v", err)
 	}
 }

@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"github.com/conduitmesh/conduit/proxy/integration/internal/httpapp"
 	"github.com/conduitmesh/conduit/proxy/integration/meshtest"
-	"github.com/conduitmesh/conduit/proxy/internal/origdst"
 )
 
 // authority6 is the server's IPv6 address and the port, as a client writes
@@ -192,111 +190,6 @@ func TestMeshIPv6(t *testing.T) {
 		if log := p.Log(); !strings.Contains(log, "outbound_ipv6=[::1]:4140") || strings.Contains(log, "no IPv6") {
 			t.Errorf("%s: the ready line does not show the IPv6 outbound listener:\n%s", p.NS.Name, log)
 		}
-	}
-}
-
-// TestRedirectIPv6 is TestRedirect for IPv6: test listeners stand where the
-// proxies listen and report each connection's original destination
-// (IP6T_SO_ORIGINAL_DST), so every rule of the inet table is seen to send
-// IPv6 traffic where it should.
-func TestRedirectIPv6(t *testing.T) {
-	meshtest.RequireRoot(t, "curl")
-	bin := buildInit(t)
-	p := meshtest.NewPair(t)
-	p.AddIPv6(t)
-	p.Client.InstallRedirect(t, bin, "--skip-outbound-ports=9000-9001,4191")
-	p.Server.InstallRedirect(t, bin, "--skip-inbound-ports=9001")
-
-	landing := map[string]struct {
-		ns   *meshtest.NetNS
-		addr string
-	}{
-		"client-outbound": {p.Client, fmt.Sprintf("[::1]:%d", contract.ProxyOutboundPort)},
-		"client-local":    {p.Client, "[::1]:7000"},
-		"server-inbound":  {p.Server, fmt.Sprintf("[::]:%d", contract.ProxyInboundPort)},
-		"server-app-9001": {p.Server, "[::]:9001"},
-		"server-admin":    {p.Server, fmt.Sprintf("[::]:%d", contract.ProxyAdminPort)},
-	}
-	for name, l := range landing {
-		ln, err := l.ns.Listen("tcp6", l.addr)
-		if err != nil {
-			t.Fatalf("listen %s: %v", name, err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go serveOrigDst6(ln, name)
-	}
-
-	for _, tc := range []struct {
-		dial, wantAt, wantOrig string
-	}{
-		{authority6(8080), "client-outbound", authority6(8080)},
-		{authority6(9000), "server-inbound", authority6(9000)},
-		{authority6(9001), "server-app-9001", authority6(9001)},
-		{authority6(4191), "server-admin", authority6(4191)},
-		{"[::1]:7000", "client-local", "[::1]:7000"},
-	} {
-		t.Run(tc.dial, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			c, err := p.Client.Dial(ctx, "tcp6", tc.dial)
-			if err != nil {
-				t.Fatalf("dial %s: %v", tc.dial, err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			line, err := io.ReadAll(c)
-			if err != nil {
-				t.Fatalf("read from %s: %v", tc.dial, err)
-			}
-			if want := tc.wantAt + " " + tc.wantOrig + "\n"; string(line) != want {
-				t.Errorf("connection to %s landed as %q, want %q", tc.dial, line, want)
-			}
-		})
-	}
-
-	// The proxy's uid is exempt over IPv6 too.
-	t.Run("proxy uid", func(t *testing.T) {
-		uid := strconv.Itoa(contract.ProxyUID)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, as := range []struct {
-			args   []string
-			wantAt string
-		}{
-			{[]string{"setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups"}, "server-inbound"},
-			{nil, "client-outbound"},
-		} {
-			args := append(as.args, "curl", "-g", "-sS", "--max-time", "5", "telnet://"+authority6(8080))
-			out, err := p.Client.Output(ctx, args[0], args[1:]...)
-			if err != nil && !strings.Contains(err.Error(), "exit status 28") {
-				t.Fatalf("%v: %v", args, err)
-			}
-			if want := as.wantAt + " " + authority6(8080) + "\n"; string(out) != want {
-				t.Errorf("%v landed as %q, want %q", args, out, want)
-			}
-		}
-	})
-}
-
-// serveOrigDst6 writes "NAME ORIGINAL-DESTINATION\n" on each IPv6
-// connection and closes it; a connection that was not redirected reports
-// its local address.
-func serveOrigDst6(l net.Listener, name string) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		dst, err := origdst.Lookup(c)
-		switch {
-		case errors.Is(err, origdst.ErrNotRedirected):
-			fmt.Fprintf(c, "%s %s\n", name, c.LocalAddr())
-		case err != nil:
-			fmt.Fprintf(c, "%s error %v\n", name, err)
-		default:
-			fmt.Fprintf(c, "%s %s\n", name, dst)
-		}
-		c.Close()
 	}
 }
 

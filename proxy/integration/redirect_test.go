@@ -3,9 +3,9 @@ package integration
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"github.com/conduitmesh/conduit/proxy/integration/meshtest"
+	"github.com/conduitmesh/conduit/proxy/internal/origdst"
 )
 
 // buildInit builds only conduit-init, so the redirect can be tested on its
@@ -37,10 +36,38 @@ func buildInit(t *testing.T) meshtest.Binaries {
 // should.
 func TestRedirect(t *testing.T) {
 	meshtest.RequireRoot(t, "curl")
-	bin := buildInit(t)
 	p := meshtest.NewPair(t)
+	checkRedirect(t, p, redirectFamily{
+		network: "tcp4", loopback: "127.0.0.1", any: "0.0.0.0",
+		server: func(port int) string { return net.JoinHostPort(meshtest.ServerAddr.String(), strconv.Itoa(port)) },
+	})
+}
+
+// TestRedirectIPv6 is TestRedirect with IPv6 traffic alone: the inet table
+// redirects it by the same rules.
+func TestRedirectIPv6(t *testing.T) {
+	meshtest.RequireRoot(t, "curl")
+	p := meshtest.NewPair(t)
+	p.AddIPv6(t)
+	checkRedirect(t, p, redirectFamily{
+		network: "tcp6", loopback: "::1", any: "::", server: authority6,
+		curlArgs: []string{"-g"}, // an IPv6 literal in the URL is not a glob
+	})
+}
+
+// redirectFamily is what checkRedirect needs to know of an address family.
+type redirectFamily struct {
+	network       string // "tcp4" or "tcp6"
+	loopback, any string
+	server        func(port int) string // host:port in the server namespace
+	curlArgs      []string
+}
+
+func checkRedirect(t *testing.T, p *meshtest.Pair, f redirectFamily) {
+	bin := buildInit(t)
 	p.Client.InstallRedirect(t, bin, "--skip-outbound-ports=9000-9001,4191")
 	p.Server.InstallRedirect(t, bin, "--skip-inbound-ports=9001")
+	at := func(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
 	// Where connections can land, each answering with its name and the
 	// connection's original destination.
@@ -48,14 +75,14 @@ func TestRedirect(t *testing.T) {
 		ns   *meshtest.NetNS
 		addr string
 	}{
-		"client-outbound": {p.Client, fmt.Sprintf("127.0.0.1:%d", contract.ProxyOutboundPort)},
-		"client-local":    {p.Client, "127.0.0.1:7000"},
-		"server-inbound":  {p.Server, fmt.Sprintf("0.0.0.0:%d", contract.ProxyInboundPort)},
-		"server-app-9001": {p.Server, "0.0.0.0:9001"},
-		"server-admin":    {p.Server, fmt.Sprintf("0.0.0.0:%d", contract.ProxyAdminPort)},
+		"client-outbound": {p.Client, at(f.loopback, contract.ProxyOutboundPort)},
+		"client-local":    {p.Client, at(f.loopback, 7000)},
+		"server-inbound":  {p.Server, at(f.any, contract.ProxyInboundPort)},
+		"server-app-9001": {p.Server, at(f.any, 9001)},
+		"server-admin":    {p.Server, at(f.any, contract.ProxyAdminPort)},
 	}
 	for name, l := range landing {
-		ln, err := l.ns.Listen("tcp4", l.addr)
+		ln, err := l.ns.Listen(f.network, l.addr)
 		if err != nil {
 			t.Fatalf("listen %s: %v", name, err)
 		}
@@ -63,27 +90,26 @@ func TestRedirect(t *testing.T) {
 		go serveOrigDst(ln, name)
 	}
 
-	server := meshtest.ServerAddr.String()
 	for _, tc := range []struct {
 		dial, wantAt, wantOrig string
 	}{
 		// Outbound TCP goes to the client's outbound proxy port, which sees
 		// where it was going.
-		{server + ":8080", "client-outbound", server + ":8080"},
+		{f.server(8080), "client-outbound", f.server(8080)},
 		// A skipped outbound port leaves the pod and meets the server's
 		// inbound redirect.
-		{server + ":9000", "server-inbound", server + ":9000"},
+		{f.server(9000), "server-inbound", f.server(9000)},
 		// Skipped on both sides: straight to the application.
-		{server + ":9001", "server-app-9001", server + ":9001"},
+		{f.server(9001), "server-app-9001", f.server(9001)},
 		// The proxy's admin port is never redirected inbound.
-		{server + ":4191", "server-admin", server + ":4191"},
+		{f.server(4191), "server-admin", f.server(4191)},
 		// Loopback is never redirected.
-		{"127.0.0.1:7000", "client-local", "127.0.0.1:7000"},
+		{at(f.loopback, 7000), "client-local", at(f.loopback, 7000)},
 	} {
 		t.Run(tc.dial, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			c, err := p.Client.Dial(ctx, "tcp4", tc.dial)
+			c, err := p.Client.Dial(ctx, f.network, tc.dial)
 			if err != nil {
 				t.Fatalf("dial %s: %v", tc.dial, err)
 			}
@@ -113,12 +139,13 @@ func TestRedirect(t *testing.T) {
 			{[]string{"setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups"}, "server-inbound"},
 			{nil, "client-outbound"},
 		} {
-			args := append(as.args, "curl", "-sS", "--max-time", "5", "telnet://"+server+":8080")
+			args := append(append(as.args, "curl"), f.curlArgs...)
+			args = append(args, "-sS", "--max-time", "5", "telnet://"+f.server(8080))
 			out, err := p.Client.Output(ctx, args[0], args[1:]...)
 			if err != nil && !strings.Contains(err.Error(), "exit status 28") {
 				t.Fatalf("%v: %v", args, err)
 			}
-			if want := as.wantAt + " " + server + ":8080\n"; string(out) != want {
+			if want := as.wantAt + " " + f.server(8080) + "\n"; string(out) != want {
 				t.Errorf("%v landed as %q, want %q", args, out, want)
 			}
 		}
@@ -126,50 +153,23 @@ func TestRedirect(t *testing.T) {
 }
 
 // serveOrigDst writes "NAME ORIGINAL-DESTINATION\n" on each connection and
-// closes it.
+// closes it; a connection that was not redirected reports its local
+// address, where it was going.
 func serveOrigDst(l net.Listener, name string) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
-		dst, err := originalDst(c.(*net.TCPConn))
-		if err != nil {
+		dst, err := origdst.Lookup(c)
+		switch {
+		case errors.Is(err, origdst.ErrNotRedirected):
+			fmt.Fprintf(c, "%s %s\n", name, c.LocalAddr())
+		case err != nil:
 			fmt.Fprintf(c, "%s error %v\n", name, err)
-		} else {
+		default:
 			fmt.Fprintf(c, "%s %s\n", name, dst)
 		}
 		c.Close()
 	}
-}
-
-// originalDst is the destination before NAT (SO_ORIGINAL_DST); for a
-// connection that was not redirected it is the local address.
-func originalDst(c *net.TCPConn) (netip.AddrPort, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	var addr netip.AddrPort
-	var serr error
-	err = raw.Control(func(fd uintptr) {
-		var mreq *unix.IPv6Mreq
-		mreq, serr = unix.GetsockoptIPv6Mreq(int(fd), unix.SOL_IP, unix.SO_ORIGINAL_DST)
-		if serr != nil {
-			return
-		}
-		// The option fills a sockaddr_in: family, port (big-endian), address.
-		b := mreq.Multiaddr
-		port := uint16(b[2])<<8 | uint16(b[3])
-		addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]}), port)
-	})
-	if err != nil {
-		return addr, err
-	}
-	if serr != nil {
-		// Not NATed: conntrack has no entry to report; the local address is
-		// where the connection was going.
-		return c.LocalAddr().(*net.TCPAddr).AddrPort(), nil
-	}
-	return addr, nil
 }

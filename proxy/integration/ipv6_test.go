@@ -123,21 +123,7 @@ func TestMeshIPv6(t *testing.T) {
 		}
 	})
 
-	t.Run("skip ports", func(t *testing.T) {
-		before := m.snapshot(t)
-		for _, port := range []int{skipInboundPort, skipOutboundPort} {
-			if out := curl6(t, "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", url6(port, "/bytes?n=10")); out != "200" {
-				t.Fatalf("port %d: status %s, want 200", port, out)
-			}
-		}
-		// Skipped inbound: the client proxy sees the request, the server
-		// proxy does not.
-		expectDelta(t, m.ClientProxy, before.client, contract.MetricRequestTotal, with(outbound, contract.LabelAuthority, authority6(skipInboundPort)), 1)
-		expectDelta(t, m.ServerProxy, before.server, contract.MetricRequestTotal, with(inbound, contract.LabelAuthority, authority6(skipInboundPort)), 0)
-		// Skipped outbound: the other way round.
-		expectDelta(t, m.ClientProxy, before.client, contract.MetricRequestTotal, with(outbound, contract.LabelAuthority, authority6(skipOutboundPort)), 0)
-		expectDelta(t, m.ServerProxy, before.server, contract.MetricRequestTotal, with(inbound, contract.LabelAuthority, authority6(skipOutboundPort)), 1)
-	})
+	t.Run("skip ports", func(t *testing.T) { checkSkipPorts(t, m, authority6, curl6) })
 
 	t.Run("opaque tcp", func(t *testing.T) {
 		before := m.snapshot(t)

@@ -322,21 +322,7 @@ func TestMesh(t *testing.T) {
 		expectDelta(t, m.ClientProxy, before.client, contract.MetricResponseTotal, sel, 1)
 	})
 
-	t.Run("skip ports", func(t *testing.T) {
-		before := m.snapshot(t)
-		for _, port := range []int{skipInboundPort, skipOutboundPort} {
-			if out := m.curl(t, "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", url(port, "/bytes?n=10")); out != "200" {
-				t.Fatalf("port %d: status %s, want 200", port, out)
-			}
-		}
-		// Skipped inbound: the client proxy sees the request, the server
-		// proxy does not.
-		expectDelta(t, m.ClientProxy, before.client, contract.MetricRequestTotal, with(outbound, contract.LabelAuthority, authority(skipInboundPort)), 1)
-		expectDelta(t, m.ServerProxy, before.server, contract.MetricRequestTotal, with(inbound, contract.LabelAuthority, authority(skipInboundPort)), 0)
-		// Skipped outbound: the other way round.
-		expectDelta(t, m.ClientProxy, before.client, contract.MetricRequestTotal, with(outbound, contract.LabelAuthority, authority(skipOutboundPort)), 0)
-		expectDelta(t, m.ServerProxy, before.server, contract.MetricRequestTotal, with(inbound, contract.LabelAuthority, authority(skipOutboundPort)), 1)
-	})
+	t.Run("skip ports", func(t *testing.T) { checkSkipPorts(t, m, authority, m.curl) })
 
 	t.Run("opaque tcp", func(t *testing.T) {
 		for _, port := range []int{opaquePort, undetectedPort} {
@@ -630,4 +616,23 @@ func serveReset(l net.Listener) {
 			c.Close()
 		}()
 	}
+}
+
+// checkSkipPorts asks each skip port for a page and checks, by the proxies'
+// request counts, that it bypassed the proxy it should. addr is the
+// server's host:port of a port; curl runs curl in the client namespace.
+func checkSkipPorts(t *testing.T, m *testMesh, addr func(port int) string, curl func(*testing.T, ...string) string) {
+	before := m.snapshot(t)
+	for _, port := range []int{skipInboundPort, skipOutboundPort} {
+		if out := curl(t, "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "http://"+addr(port)+"/bytes?n=10"); out != "200" {
+			t.Fatalf("port %d: status %s, want 200", port, out)
+		}
+	}
+	// Skipped inbound: the client proxy sees the request, the server
+	// proxy does not.
+	expectDelta(t, m.ClientProxy, before.client, contract.MetricRequestTotal, with(outbound, contract.LabelAuthority, addr(skipInboundPort)), 1)
+	expectDelta(t, m.ServerProxy, before.server, contract.MetricRequestTotal, with(inbound, contract.LabelAuthority, addr(skipInboundPort)), 0)
+	// Skipped outbound: the other way round.
+	expectDelta(t, m.ClientProxy, before.client, contract.MetricRequestTotal, with(outbound, contract.LabelAuthority, addr(skipOutboundPort)), 0)
+	expectDelta(t, m.ServerProxy, before.server, contract.MetricRequestTotal, with(inbound, contract.LabelAuthority, addr(skipOutboundPort)), 1)
 }

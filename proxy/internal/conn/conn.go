@@ -127,3 +127,13 @@ func (c *counted) CloseWrite() error {
 	}
 	return c.Conn.Close()
 }
+
+// CloseWrite half-closes c when it supports that (TCP does), else closes
+// it.
+func CloseWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}

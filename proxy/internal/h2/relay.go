@@ -155,6 +155,15 @@ func (s *side) startBlock(f *frame) {
 	s.blockIsPush = f.Type == http2.FramePushPromise
 }
 
+// expectContinuation refuses any frame but CONTINUATION inside a header
+// block (RFC 9113 section 6.10).
+func (s *side) expectContinuation(f *frame) error {
+	if s.inBlock && f.Type != http2.FrameContinuation {
+		return errors.New("header block interrupted")
+	}
+	return nil
+}
+
 // block handles the header block frames of either direction.
 func (s *side) block(f *frame, done func(s *side)) error {
 	if f.Type == http2.FrameContinuation {
@@ -162,9 +171,6 @@ func (s *side) block(f *frame, done func(s *side)) error {
 			return errors.New("CONTINUATION frame outside a header block")
 		}
 	} else {
-		if s.inBlock {
-			return errors.New("header block interrupted")
-		}
 		s.startBlock(f)
 	}
 	frag, err := headerBlockFragment(f)
@@ -193,9 +199,9 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
 	c.OnDrain(func() { go r.drain() })
 	defer c.OnDrain(nil)
 
-	// Bytes read during detection (the preface, perhaps more) go first.
+	// Bytes read during detection (the preface, perhaps more) go first;
+	// the reader that holds them is not read again.
 	prefix, _ := c.Reader.Peek(c.Reader.Buffered())
-	prefix = append([]byte(nil), prefix...)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -241,21 +247,13 @@ func (r *relay) pump(src net.Conn, count func(int), prefix []byte, s *side, onFr
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				closeWrite(dst)
+				conn.CloseWrite(dst)
 			} else {
 				r.abort()
 			}
 			return
 		}
 	}
-}
-
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-		return
-	}
-	c.Close()
 }
 
 func (r *relay) writeUpstream(b []byte) error {
@@ -313,8 +311,8 @@ func (r *relay) closeIfIdleLocked() {
 		return
 	}
 	r.closeOnce.Do(func() {
-		closeWrite(r.upIO)
-		closeWrite(r.clientIO)
+		conn.CloseWrite(r.upIO)
+		conn.CloseWrite(r.clientIO)
 		// A peer that never closes its side does not keep the
 		// connection (and the drain) waiting.
 		time.AfterFunc(drainLinger, r.abort)
@@ -331,6 +329,9 @@ func (r *relay) abort() {
 
 // fromClient reads the frames the client sends.
 func (r *relay) fromClient(f *frame) error {
+	if err := r.requests.expectContinuation(f); err != nil {
+		return err
+	}
 	switch f.Type {
 	case http2.FrameHeaders, http2.FrameContinuation, http2.FramePushPromise:
 		return r.requests.block(f, r.requestHeaders)
@@ -344,14 +345,14 @@ func (r *relay) fromClient(f *frame) error {
 			r.responses.announced.Store(v)
 		}
 	}
-	if r.requests.inBlock && f.Type != http2.FrameHeaders && f.Type != http2.FrameContinuation && f.Type != http2.FramePushPromise {
-		return errors.New("header block interrupted")
-	}
 	return nil
 }
 
 // fromUpstream reads the frames the upstream sends.
 func (r *relay) fromUpstream(f *frame) error {
+	if err := r.responses.expectContinuation(f); err != nil {
+		return err
+	}
 	switch f.Type {
 	case http2.FrameHeaders, http2.FrameContinuation, http2.FramePushPromise:
 		return r.responses.block(f, r.responseHeaders)
@@ -371,9 +372,6 @@ func (r *relay) fromUpstream(f *frame) error {
 		if len(f.Payload) >= 8 {
 			r.refusedAfter(binary.BigEndian.Uint32(f.Payload) & (1<<31 - 1))
 		}
-	}
-	if r.responses.inBlock && f.Type != http2.FrameHeaders && f.Type != http2.FrameContinuation && f.Type != http2.FramePushPromise {
-		return errors.New("header block interrupted")
 	}
 	return nil
 }

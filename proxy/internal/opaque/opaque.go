@@ -52,13 +52,13 @@ func Forward(client net.Conn, prefix []byte, upstream net.Conn, counts Counts) {
 			abort()
 			return
 		}
-		closeWrite(upstream)
+		conn.CloseWrite(upstream)
 	}()
 	err := copyCounted(client, upstream, func(n int64) { counts.Transferred(0, n) })
 	if err != nil {
 		abort()
 	} else {
-		closeWrite(client)
+		conn.CloseWrite(client)
 	}
 	wg.Wait()
 	abort()
@@ -88,12 +88,4 @@ func copyCounted(dst, src net.Conn, count func(int64)) error {
 			return err
 		}
 	}
-}
-
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-		return
-	}
-	c.Close()
 }

@@ -409,11 +409,13 @@ func parseFortio(t *testing.T, logs string) fortioResult {
 	if i < 0 {
 		t.Fatalf("no JSON result in fortio's log:\n%s", logs)
 	}
-	// kubectl logs interleaves fortio's stderr log lines with the JSON it
-	// prints on stdout; the JSON's own lines are indented or braces.
+	// kubectl logs interleaves fortio's other output (JSON log lines, and
+	// per-connection lines such as "[0]  65 socket used") with the JSON
+	// result it prints on stdout; the result's own lines are indented, or
+	// its opening and closing braces alone.
 	var body strings.Builder
 	for _, line := range strings.Split(logs[i:], "\n") {
-		if line == "" || strings.ContainsAny(line[:1], " \t{}[]") {
+		if line == "{" || line == "}" || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
 			body.WriteString(line)
 			body.WriteByte('\n')
 		}
@@ -449,4 +451,36 @@ func bucket(ms float64) string {
 		lo = le
 	}
 	return fmt.Sprintf("(%g,+Inf)", lo)
+}
+
+// fortio's per-connection lines can land inside its JSON result in the
+// pod's log; parseFortio still reads the result.
+func TestParseFortioInterleaved(t *testing.T) {
+	logs := `Fortio 1.68.2 running at 20 queries per second
+# Socket and IP used for each connection:
+{
+  "RunType": "HTTP",
+[0]  65 socket used, resolved to 10.96.122.89:8080, connection timing : count 65
+{"ts":1764071192.6,"level":"info","msg":"done"}
+Code 200 : 2160 (90.0 %)
+  "ActualQPS": 19.99,
+  "RetCodes": {
+    "200": 2160,
+    "500": 240
+  },
+  "DurationHistogram": {
+    "Count": 2400,
+    "Percentiles": [
+      {
+        "Percentile": 50,
+        "Value": 0.0088
+      }
+    ]
+  }
+}
+`
+	r := parseFortio(t, logs)
+	if r.ActualQPS != 19.99 || r.RetCodes["500"] != 240 || r.DurationHistogram.Count != 2400 || len(r.DurationHistogram.Percentiles) != 1 {
+		t.Fatalf("parsed %+v", r)
+	}
 }

@@ -82,6 +82,40 @@ const (
 	AnnotationProxyMemLimit     = "config.conduit.io/proxy-memory-limit"
 )
 
+// Proxy timeouts and the inbound loopback opt-in: each an annotation the
+// injector reads from a workload or its pod template, the environment
+// variable it sets on the proxy container from it, and the proxy's flag
+// default when that variable is set. Timeouts are Go durations ("30s").
+const (
+	// AnnotationProxyHeadReadTimeout bounds reading a request head, from
+	// its first byte to its blank line.
+	AnnotationProxyHeadReadTimeout = "config.conduit.io/proxy-head-read-timeout"
+	// AnnotationProxyKeepAliveTimeout closes a client connection idle
+	// between requests (HTTP/1) or with no open stream (HTTP/2).
+	AnnotationProxyKeepAliveTimeout = "config.conduit.io/proxy-keepalive-timeout"
+	// AnnotationProxyOpaqueIdleTimeout closes an opaque TCP connection on
+	// which neither side sent a byte for that long.
+	AnnotationProxyOpaqueIdleTimeout = "config.conduit.io/proxy-opaque-idle-timeout"
+	// AnnotationProxyStreamIdleTimeout ends a request whose upstream sent
+	// nothing for that long (no response head, or a body that stalls).
+	AnnotationProxyStreamIdleTimeout = "config.conduit.io/proxy-stream-idle-timeout"
+	// AnnotationProxyDrainTimeout is how long in-flight requests may take
+	// after SIGTERM before every connection is closed.
+	AnnotationProxyDrainTimeout = "config.conduit.io/proxy-drain-timeout"
+	// AnnotationInboundLoopbackPorts lists the application ports (a port
+	// list) whose inbound traffic the proxy sends to 127.0.0.1 or ::1, for
+	// applications that listen only on loopback. Every other port goes to
+	// the pod's own address, so a port bound to loopback stays private.
+	AnnotationInboundLoopbackPorts = "config.conduit.io/inbound-loopback-ports"
+
+	EnvProxyHeadReadTimeout      = "CONDUIT_PROXY_HEAD_READ_TIMEOUT"
+	EnvProxyKeepAliveTimeout     = "CONDUIT_PROXY_KEEPALIVE_TIMEOUT"
+	EnvProxyOpaqueIdleTimeout    = "CONDUIT_PROXY_OPAQUE_IDLE_TIMEOUT"
+	EnvProxyStreamIdleTimeout    = "CONDUIT_PROXY_STREAM_IDLE_TIMEOUT"
+	EnvProxyDrainTimeout         = "CONDUIT_PROXY_DRAIN_TIMEOUT"
+	EnvProxyInboundLoopbackPorts = "CONDUIT_PROXY_INBOUND_LOOPBACK_PORTS"
+)
+
 // DefaultOpaquePorts are ports whose traffic the proxy forwards as opaque TCP
 // without protocol detection unless configured otherwise: SMTP, MySQL,
 // Galera, PostgreSQL, Redis, Elasticsearch and Memcached.
@@ -148,6 +182,13 @@ const (
 	MetricTCPOpenConnections = "tcp_open_connections"
 	MetricTCPReadBytesTotal  = "tcp_read_bytes_total"
 	MetricTCPWriteBytesTotal = "tcp_write_bytes_total"
+	// MetricTCPShedTotal counts inbound connections closed at accept
+	// because the proxy is near its file descriptor limit.
+	MetricTCPShedTotal = "tcp_shed_total"
+	// MetricHTTP2AbuseTotal counts HTTP/2 connections closed with GOAWAY
+	// for abuse, by LabelReason (stream or reset rate, CONTINUATION
+	// flood, oversized header block).
+	MetricHTTP2AbuseTotal = "http2_abuse_total"
 )
 
 // ResponseLatencyBucketsMs are the buckets of MetricResponseLatencyMs.
@@ -167,6 +208,7 @@ const (
 	LabelTLS            = "tls"
 	LabelNamespace      = "namespace"
 	LabelPod            = "pod"
+	LabelReason         = "reason"
 )
 
 // Values of LabelDirection and LabelClassification.

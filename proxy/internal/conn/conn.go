@@ -31,7 +31,9 @@ type Conn struct {
 
 	mu       sync.Mutex
 	draining bool
+	aborted  bool
 	onDrain  func()
+	onAbort  func()
 }
 
 // New wraps c. Bytes read and written through the returned Conn's embedded
@@ -79,6 +81,34 @@ func (c *Conn) Drain() {
 	c.draining = true
 	f := c.onDrain
 	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// OnAbort registers f to run when the server gives up on the connection
+// (Abort): a handler registers a function that closes the upstream side it
+// holds, so a request to a hung upstream does not outlive the drain
+// timeout. If the connection is already aborted, f runs at once.
+// OnAbort(nil) unregisters.
+func (c *Conn) OnAbort(f func()) {
+	c.mu.Lock()
+	c.onAbort = f
+	aborted := c.aborted
+	c.mu.Unlock()
+	if aborted && f != nil {
+		f()
+	}
+}
+
+// Abort closes the connection and runs the handler's abort function: the
+// server calls it for connections still open when the drain timeout ends.
+func (c *Conn) Abort() {
+	c.mu.Lock()
+	c.aborted = true
+	f := c.onAbort
+	c.mu.Unlock()
+	c.Raw().Close()
 	if f != nil {
 		f()
 	}

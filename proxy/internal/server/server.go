@@ -294,7 +294,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	for c := range s.conns {
-		c.Raw().Close()
+		c.Abort()
 	}
 	s.mu.Unlock()
 	<-done

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -337,4 +338,34 @@ func (n *NetNS) Output(ctx context.Context, name string, args ...string) ([]byte
 		return out, fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, stderr.String())
 	}
 	return out, nil
+}
+
+var (
+	sharedOnce sync.Once
+	sharedDir  string
+	shared     Binaries
+	sharedErr  error
+)
+
+// SharedBinaries builds conduit-proxy and conduit-init once per test
+// process; RemoveSharedBinaries deletes them (call it from TestMain).
+func SharedBinaries(t T) Binaries {
+	t.Helper()
+	sharedOnce.Do(func() {
+		sharedDir, sharedErr = os.MkdirTemp("", "conduit-integration-")
+		if sharedErr == nil {
+			shared, sharedErr = Build(sharedDir)
+		}
+	})
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+// RemoveSharedBinaries deletes what SharedBinaries built, if anything.
+func RemoveSharedBinaries() {
+	if sharedDir != "" {
+		os.RemoveAll(sharedDir)
+	}
 }

@@ -60,7 +60,20 @@ type Options struct {
 	LogLevel      slog.Level
 	DetectTimeout time.Duration
 	DrainTimeout  time.Duration
-	Workload      metrics.Workload
+	// HeadReadTimeout bounds reading one request head; KeepAliveTimeout
+	// closes a client connection idle between requests (HTTP/1) or with
+	// no stream open (HTTP/2); StreamIdleTimeout ends a request whose
+	// upstream sends nothing for that long; OpaqueIdleTimeout closes
+	// opaque TCP on which neither side sent anything for that long.
+	HeadReadTimeout   time.Duration
+	KeepAliveTimeout  time.Duration
+	StreamIdleTimeout time.Duration
+	OpaqueIdleTimeout time.Duration
+	// InboundLoopbackPorts are application ports whose inbound traffic
+	// goes to loopback; every other port goes to the pod's own address
+	// (the original destination), so ports bound to loopback stay private.
+	InboundLoopbackPorts ports.List
+	Workload             metrics.Workload
 	// Pprof serves /debug/pprof/ on the admin listener.
 	Pprof bool
 	// CPUProfile, when set, writes a CPU profile of the whole run there.
@@ -88,15 +101,19 @@ type Options struct {
 // Defaults returns the options with the contract's ports and timeouts.
 func Defaults() Options {
 	return Options{
-		InboundAddr:      hostPort(contract.ProxyInboundListenHost, contract.ProxyInboundPort),
-		OutboundAddr:     hostPort(contract.ProxyOutboundListenHost, contract.ProxyOutboundPort),
-		OutboundAddrIPv6: hostPort(contract.ProxyOutboundListenHostIPv6, contract.ProxyOutboundPort),
-		AdminAddr:        hostPort("0.0.0.0", contract.ProxyAdminPort),
-		TapAddr:          hostPort("0.0.0.0", contract.ProxyTapPort),
-		OpaquePorts:      ports.MustParse(contract.DefaultOpaquePorts),
-		LogLevel:         slog.LevelInfo,
-		DetectTimeout:    5 * time.Second,
-		DrainTimeout:     20 * time.Second,
+		InboundAddr:       hostPort(contract.ProxyInboundListenHost, contract.ProxyInboundPort),
+		OutboundAddr:      hostPort(contract.ProxyOutboundListenHost, contract.ProxyOutboundPort),
+		OutboundAddrIPv6:  hostPort(contract.ProxyOutboundListenHostIPv6, contract.ProxyOutboundPort),
+		AdminAddr:         hostPort("0.0.0.0", contract.ProxyAdminPort),
+		TapAddr:           hostPort("0.0.0.0", contract.ProxyTapPort),
+		OpaquePorts:       ports.MustParse(contract.DefaultOpaquePorts),
+		LogLevel:          slog.LevelInfo,
+		DetectTimeout:     5 * time.Second,
+		DrainTimeout:      20 * time.Second,
+		HeadReadTimeout:   30 * time.Second,
+		KeepAliveTimeout:  5 * time.Minute,
+		StreamIdleTimeout: 5 * time.Minute,
+		OpaqueIdleTimeout: time.Hour,
 	}
 }
 

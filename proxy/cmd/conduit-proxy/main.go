@@ -29,9 +29,25 @@ type options struct {
 	tapAddr                              string
 	inboundPorts, opaquePorts, logLevel  string
 	detectTimeout, drainTimeout          time.Duration
+	headRead, keepAlive, streamIdle      time.Duration
+	envErr                               error // a timeout variable that does not parse
 	pprof                                bool
 	cpuProfile                           string
 	workload                             metrics.Workload
+}
+
+// envDuration is the environment variable's duration, or def when it is
+// unset or empty; a bad value is kept in o.envErr.
+func envDuration(o *options, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil && o.envErr == nil {
+		o.envErr = fmt.Errorf("%s %q: %v", name, v, err)
+	}
+	return d
 }
 
 // envOr is the environment variable's value, or def when it is unset or
@@ -58,6 +74,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", envOr(contract.EnvProxyLogLevel, "info"), "debug, info, warn or error (env "+contract.EnvProxyLogLevel+")")
 	fs.DurationVar(&o.detectTimeout, "detect-timeout", d.DetectTimeout, "how long to wait for a client's first bytes before treating it as opaque TCP")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", d.DrainTimeout, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.DurationVar(&o.headRead, "head-read-timeout", envDuration(&o, contract.EnvProxyHeadReadTimeout, d.HeadReadTimeout), "how long a client may take to send a request head, from its first byte; 0 for no limit (env "+contract.EnvProxyHeadReadTimeout+")")
+	fs.DurationVar(&o.keepAlive, "keepalive-timeout", envDuration(&o, contract.EnvProxyKeepAliveTimeout, d.KeepAliveTimeout), "how long a client connection may stay idle between requests; 0 for no limit (env "+contract.EnvProxyKeepAliveTimeout+")")
+	fs.DurationVar(&o.streamIdle, "stream-idle-timeout", envDuration(&o, contract.EnvProxyStreamIdleTimeout, d.StreamIdleTimeout), "how long a request may go without the upstream sending (504 before the response head) or either side taking bytes; 0 for no limit (env "+contract.EnvProxyStreamIdleTimeout+")")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -104,6 +123,18 @@ func (o options) validate() (app.Options, error) {
 		return a, fmt.Errorf("--drain-timeout %v: must not be negative", o.drainTimeout)
 	}
 	a.DetectTimeout, a.DrainTimeout = o.detectTimeout, o.drainTimeout
+	if o.envErr != nil {
+		return a, o.envErr
+	}
+	for _, t := range []struct {
+		flag string
+		d    time.Duration
+	}{{"--head-read-timeout", o.headRead}, {"--keepalive-timeout", o.keepAlive}, {"--stream-idle-timeout", o.streamIdle}} {
+		if t.d < 0 {
+			return a, fmt.Errorf("%s %v: must not be negative", t.flag, t.d)
+		}
+	}
+	a.HeadReadTimeout, a.KeepAliveTimeout, a.StreamIdleTimeout = o.headRead, o.keepAlive, o.streamIdle
 	w := o.workload
 	if w.Kind != "" && !slices.Contains(contract.WorkloadKinds, w.Kind) {
 		return a, fmt.Errorf("%s %q: want one of %s", contract.EnvWorkloadKind, w.Kind, strings.Join(contract.WorkloadKinds, ", "))

@@ -474,3 +474,31 @@ func TestFlowStalePooledConnection(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAliveCheck is the cost of checking a pooled connection before
+// reuse: one recv(MSG_PEEK) on an open, quiet loopback socket.
+func BenchmarkAliveCheck(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	defer (<-accepted).Close()
+	u := newPool(1, time.Minute, 4096).wrap(c, netip.AddrPort{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if !u.alive() {
+			b.Fatal("an open, quiet connection reported dead")
+		}
+	}
+}

@@ -464,6 +464,7 @@ func TestFlowStalePooledConnection(t *testing.T) {
 			be.waitRequest(t)
 			be.closeAll()
 			be.waitGone(t, 3*time.Second, "backend closing")
+			time.Sleep(2 * aliveCheckAfter) // the connection idle, as before an application's idle close
 			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
 			if resp, body := readResponse(t, cr); resp.StatusCode != 200 || body != "ok" {
 				t.Fatalf("POST after the upstream closed its idle connection: %d %q (%s)", resp.StatusCode, body, resp.Header.Get(contract.ProxyErrorHeader))
@@ -475,9 +476,8 @@ func TestFlowStalePooledConnection(t *testing.T) {
 	}
 }
 
-// BenchmarkAliveCheck is the cost of checking a pooled connection before
-// reuse: one recv(MSG_PEEK) on an open, quiet loopback socket.
-func BenchmarkAliveCheck(b *testing.B) {
+// flowLoopback returns both ends of a loopback TCP connection.
+func flowLoopback(b *testing.B) (net.Conn, net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -492,8 +492,39 @@ func BenchmarkAliveCheck(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	defer (<-accepted).Close()
+	s := <-accepted
+	b.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
+}
+
+// BenchmarkFlowOverhead is what the request flow's bounds add to one
+// steady keep-alive request, in CPU: the keep-alive and head read
+// deadlines, the watch timer's reset and stop, and the idle deadlines'
+// clock reads (a read and a write on each side). The kept upstream
+// connection is not checked alive when it carried a request under
+// aliveCheckAfter ago (BenchmarkAliveCheck is that check).
+func BenchmarkFlowOverhead(b *testing.B) {
+	c, _ := flowLoopback(b)
+	cs := newClientState(4096)
+	ir := idleReader{c: c, idle: time.Minute, armed: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		setReadTimeout(c, time.Minute)
+		setReadTimeout(c, 30*time.Second)
+		cs.watch.Reset(watchDelay)
+		cs.watch.Stop()
+		for range 4 {
+			if now := time.Now(); now.Sub(ir.armed) > ir.idle/8 {
+				b.Fatal("re-armed")
+			}
+		}
+	}
+}
+
+// BenchmarkAliveCheck is the cost of checking a pooled connection before
+// reuse: one recv(MSG_PEEK) on an open, quiet loopback socket.
+func BenchmarkAliveCheck(b *testing.B) {
+	c, _ := flowLoopback(b)
 	u := newPool(1, time.Minute, 4096).wrap(c, netip.AddrPort{})
 	b.ReportAllocs()
 	for b.Loop() {

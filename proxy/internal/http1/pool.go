@@ -18,8 +18,9 @@ type upstream struct {
 	w         *bufio.Writer
 	addr      netip.AddrPort
 	idleSince time.Time
-	reused    bool // has served a request before
-	resp      head // the response head, parsed in place
+	reused    bool      // has served a request before
+	lastUsed  time.Time // when its last request began
+	resp      head      // the response head, parsed in place
 
 	// The stream idle timeout on reads and writes.
 	ir idleReader

@@ -307,6 +307,7 @@ func (p *Proxy) forward(c *conn.Conn, cs *clientState, x *exchange, ep resolve.E
 			return nil, p.fail(cs, x.route, x.start, proxyerr.Map(proxyerr.Connect, err), x.hasBody, x.isHead)
 		}
 		cs.held.Store(u)
+		u.lastUsed = x.start
 		unsent, err := p.send(c, cs, x, u)
 		if err != nil {
 			// The client went away or sent a broken body: the upstream
@@ -501,14 +502,15 @@ func readResponseHead(u *upstream, cs *clientState, clientMinor int) error {
 // it goes to the same place, else a pooled one, else (or when fresh) a new
 // one. A kept or pooled connection is used only if it is still alive: one
 // the upstream closed while it was idle is dropped before any byte is
-// written to it.
+// written to it. The kept one is checked once it has carried no request
+// for aliveCheckAfter.
 func (p *Proxy) upstreamFor(cs *clientState, ep resolve.Endpoint, now time.Time, fresh bool) (*upstream, error) {
 	if u := cs.up; u != nil && !fresh {
 		cs.up = nil
 		switch {
 		case u.addr != ep.Addr || ep.Identity != "":
 			p.pool.put(u, now)
-		case u.alive():
+		case u.r.Buffered() == 0 && now.Sub(u.lastUsed) < aliveCheckAfter, u.alive():
 			u.reused = true
 			return u, nil
 		default:

@@ -16,9 +16,9 @@ import (
 //   - between requests the client connection has the keep-alive timeout;
 //     from the first byte of a head to its end, the head read timeout
 //     (nextRequest);
-//   - each read from and write to the upstream, and each write to the
-//     client, fails after the stream idle timeout without progress
-//     (idleReader, idleWriter);
+//   - each read from and write to the upstream, each write to the client
+//     and each read of a request body fails after the stream idle timeout
+//     without progress (idleReader, idleWriter);
 //   - a client that leaves while its request waits for the response head
 //     closes the upstream connection (watchClient), as the backend would
 //     see directly;
@@ -110,18 +110,24 @@ func (r *idleReader) disarm() {
 }
 
 // idleWriter is idleReader for writes: a peer that stops reading for idle
-// fails the write.
+// fails the write. While a request body goes through it, src is the
+// client connection the body comes from: its read deadline moves with the
+// write deadline, so a client that stops sending its body is cut too.
 type idleWriter struct {
 	w     io.Writer
 	c     net.Conn
 	idle  time.Duration
 	armed time.Time
+	src   net.Conn
 }
 
 func (w *idleWriter) Write(p []byte) (int, error) {
 	if w.idle > 0 {
 		if now := time.Now(); now.Sub(w.armed) > w.idle/8 {
 			w.c.SetWriteDeadline(now.Add(w.idle))
+			if w.src != nil {
+				w.src.SetReadDeadline(now.Add(w.idle))
+			}
 			w.armed = now
 		}
 	}

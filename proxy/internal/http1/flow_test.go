@@ -533,3 +533,42 @@ func BenchmarkAliveCheck(b *testing.B) {
 		}
 	}
 }
+
+// A client that stops sending its request body is cut at the stream idle
+// timeout, and the upstream connection that had the partial request is
+// closed; a body that trickles steadily is delivered.
+func TestFlowStalledRequestBody(t *testing.T) {
+	timeouts := WithTimeouts(Timeouts{HeadRead: 5 * time.Second, KeepAlive: 5 * time.Second, StreamIdle: 300 * time.Millisecond})
+	bodies := make(chan string, 10)
+	be := startFlowBackend(t, func(c net.Conn, br *bufio.Reader, line string) bool {
+		b := make([]byte, 8)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return false
+		}
+		bodies <- string(b)
+		return answerOK(c, br, line)
+	})
+	p := flowProxy(t, be.addr, timeouts)
+
+	c, cr := flowDial(t, p.addr)
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\n\r\nxxxx")
+	be.waitRequest(t)
+	if d := waitClosed(t, c, cr, 5*time.Second, "stalled request body"); d < 200*time.Millisecond {
+		t.Fatalf("stalled body cut after %v, before the 300ms stream idle timeout", d)
+	}
+	be.waitGone(t, 3*time.Second, "upstream with a partial request")
+
+	c, cr = flowDial(t, p.addr)
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\n\r\n")
+	for range 8 {
+		time.Sleep(100 * time.Millisecond) // the client's pace: under the idle timeout, 800ms in all
+		c.Write([]byte("y"))
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, body := readResponse(t, cr); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("trickled body: %d %q", resp.StatusCode, body)
+	}
+	if got := <-bodies; got != "yyyyyyyy" {
+		t.Fatalf("backend got %q", got)
+	}
+}

@@ -348,13 +348,15 @@ func (p *Proxy) send(c *conn.Conn, cs *clientState, x *exchange, u *upstream) (u
 				return false, err
 			}
 		}
-		// The head read timeout does not bound the body.
-		c.SetReadDeadline(time.Time{})
+		// The body is bounded by the stream idle timeout, not the head's.
+		setReadTimeout(c, u.iw.idle)
+		u.iw.src = c
 		if req.teChunked {
 			err = copyChunked(u.w, c.Reader, false)
 		} else {
 			err = copyLength(u.w, c.Reader, x.reqLen)
 		}
+		u.iw.src = nil
 		var re readError
 		if errors.As(err, &re) {
 			return false, err

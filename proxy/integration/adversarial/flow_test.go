@@ -46,7 +46,7 @@ type flowAnswer func(c net.Conn, r flowRequest, n int) bool
 // backend on flowPort.
 func flowMesh(t *testing.T, clientArgs, serverArgs []string, answer flowAnswer) (*meshtest.Mesh, *flowBackend) {
 	t.Helper()
-	meshtest.RequireRoot(t)
+	meshtest.RequireRoot(t, "ss")
 	m := meshtest.NewMesh(t, binaries(t), meshtest.MeshOptions{
 		ClientProxy: []meshtest.ProxyOption{meshtest.WithArgs(clientArgs...)},
 		ServerProxy: []meshtest.ProxyOption{meshtest.WithArgs(serverArgs...)},
@@ -114,6 +114,19 @@ func (b *flowBackend) serve(c net.Conn, answer flowAnswer) {
 			return
 		}
 	}
+}
+
+// flowUpstreamConns counts the server proxy's established connections to
+// the backend.
+func flowUpstreamConns(t *testing.T, m *meshtest.Mesh) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := m.Server.Output(ctx, "ss", "-Htn", "state", "established", "(", "dport", "=", fmt.Sprintf(":%d", flowPort), ")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(out), "\n")
 }
 
 func flowOK(c net.Conn, _ flowRequest, _ int) bool {
@@ -381,27 +394,43 @@ func TestFlowBodilessPostNotRetried(t *testing.T) {
 func TestFlowStalePooledPostDelivered(t *testing.T) {
 	for _, rst := range []bool{false, true} {
 		t.Run(map[bool]string{false: "FIN", true: "RST"}[rst], func(t *testing.T) {
+			idleClose := make(chan struct{}) // the application's idle timeout
 			m, b := flowMesh(t, nil, nil, func(c net.Conn, r flowRequest, n int) bool {
 				flowOK(c, r, n)
 				if strings.HasPrefix(r.line, "GET") {
-					// Idle timeout of the application, made short.
-					time.AfterFunc(100*time.Millisecond, func() {
+					go func() {
+						<-idleClose
 						if rst {
 							flowReset(c)
 						} else {
 							c.Close()
 						}
-					})
+					}()
 				}
 				return true
 			})
 			c, br := flowDial(t, m)
+			sent := time.Now()
 			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 			if resp, _ := flowResponse(t, c, br); resp.StatusCode != 200 {
 				t.Fatalf("first request: %d", resp.StatusCode)
 			}
 			b.waitRequest(t)
+			open := flowUpstreamConns(t, m)
+			close(idleClose)
 			b.waitGone(t, 5*time.Second, "backend's idle close")
+			// The close has reached the proxy's socket (a loaded host may
+			// deliver it late; a request that meets it on the way is the
+			// race no proxy can win).
+			deadline := time.Now().Add(5 * time.Second)
+			for flowUpstreamConns(t, m) >= open {
+				if time.Now().After(deadline) {
+					t.Fatal("the proxy's connection to the backend still established 5s after the backend closed it")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			// Idle a while, as before an application's idle close.
+			time.Sleep(time.Until(sent.Add(50 * time.Millisecond)))
 			fmt.Fprintf(c, "POST /order HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
 			resp, body := flowResponse(t, c, br)
 			if resp.StatusCode != 200 || body != "ok" {

@@ -406,44 +406,66 @@ func (p *Proxy) respond(c *conn.Conn, cs *clientState, x *exchange, u *upstream)
 		// closes after it (a tunnel's client may already be sending).
 		req.connClose = x.tunnel || req.connClose
 	}
-
-	mode := responseBodyMode(resp, x.isHead)
-	upKeep := x.upErr == nil && mode != bodyUntilClose &&
-		((resp.minor == 1 && !resp.connClose) || (resp.minor == 0 && resp.connKeepAlive))
-	clientKeep := x.upErr == nil && !c.Draining() &&
-		((req.minor == 1 && !req.connClose) || (req.minor == 0 && req.connKeepAlive))
-	rechunk := mode == bodyUntilClose && req.minor == 1
-	dechunk := mode == bodyChunked && req.minor == 0
-	if (mode == bodyUntilClose && !rechunk) || dechunk {
-		clientKeep = false
-	}
-	writeResponseHead(cs.w, resp, clientKeep, req.minor, rechunk, dechunk)
+	f := framingFor(req, resp, x, c.Draining())
+	writeResponseHead(cs.w, resp, f.clientKeep, req.minor, f.rechunk, f.dechunk)
 	var headEnd int64
 	if cs.call != nil {
 		headEnd = c.Written() + int64(cs.w.Buffered())
 	}
-	var err error
-	switch mode {
-	case bodyLength:
-		err = copyLength(cs.w, u.r, resp.contentLength)
-	case bodyChunked:
-		err = copyChunked(cs.w, u.r, dechunk)
-	case bodyUntilClose:
-		err = copyUntilEOF(cs.w, u.r, rechunk)
-	}
-	if err == nil {
-		err = cs.w.Flush()
-	}
+	err := copyResponseBody(cs.w, u, &f)
 	if cs.call != nil {
 		cs.tapEnd(c.Written()-headEnd, err)
 	}
-	if err != nil || !upKeep {
+	if err != nil || !f.upKeep {
 		u.close()
 		cs.up = nil
-		return err == nil && clientKeep
+		return err == nil && f.clientKeep
 	}
 	cs.up = u
-	return clientKeep
+	return f.clientKeep
+}
+
+// framing is how a response goes to the client, and which connections
+// stay open after it.
+type framing struct {
+	mode               bodyMode
+	upKeep, clientKeep bool
+	rechunk, dechunk   bool // close-delimited to chunked (1.1 client), chunked to raw (1.0)
+}
+
+func framingFor(req, resp *head, x *exchange, draining bool) framing {
+	f := framing{mode: responseBodyMode(resp, x.isHead)}
+	f.upKeep = x.upErr == nil && f.mode != bodyUntilClose && keepAlive(resp)
+	f.clientKeep = x.upErr == nil && !draining && keepAlive(req)
+	f.rechunk = f.mode == bodyUntilClose && req.minor == 1
+	f.dechunk = f.mode == bodyChunked && req.minor == 0
+	if (f.mode == bodyUntilClose && !f.rechunk) || f.dechunk {
+		f.clientKeep = false // the end of the body is the end of the connection
+	}
+	return f
+}
+
+// keepAlive reports whether a message's sender keeps the connection open
+// after it (RFC 9112 section 9.3).
+func keepAlive(h *head) bool {
+	return (h.minor == 1 && !h.connClose) || (h.minor == 0 && h.connKeepAlive)
+}
+
+// copyResponseBody forwards the response body from u to w and flushes.
+func copyResponseBody(w *bufio.Writer, u *upstream, f *framing) error {
+	var err error
+	switch f.mode {
+	case bodyLength:
+		err = copyLength(w, u.r, u.resp.contentLength)
+	case bodyChunked:
+		err = copyChunked(w, u.r, f.dechunk)
+	case bodyUntilClose:
+		err = copyUntilEOF(w, u.r, f.rechunk)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	return err
 }
 
 // responseBodyMode is how the response body is delimited (RFC 9112

@@ -83,7 +83,7 @@ type Options struct {
 	// SO_ORIGINAL_DST. Tests inject their own.
 	OrigDst origdst.Func
 	// InboundResolver and OutboundResolver pick upstream endpoints; nil
-	// means resolve.Local and resolve.OrigDst.
+	// means resolve.Inbound (with InboundLoopbackPorts) and resolve.OrigDst.
 	InboundResolver, OutboundResolver resolve.Resolver
 	// Connector opens upstream connections; nil means plain TCP.
 	Connector resolve.Connector
@@ -144,7 +144,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		o.OrigDst = origdst.Lookup
 	}
 	if o.InboundResolver == nil {
-		o.InboundResolver = resolve.Local{}
+		o.InboundResolver = resolve.Inbound{LoopbackPorts: o.InboundLoopbackPorts}
 	}
 	if o.OutboundResolver == nil {
 		o.OutboundResolver = resolve.OrigDst{}
@@ -256,7 +256,8 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		"inbound", inLn.Addr().String(), "outbound", outLn.Addr().String(),
 		"outbound_ipv6", addrOrNone(out6Ln),
 		"admin", adminLn.Addr().String(), "tap", tapLn.Addr().String(),
-		"inbound_ports", o.InboundPorts.String(), "opaque_ports", o.OpaquePorts.String())
+		"inbound_ports", o.InboundPorts.String(), "opaque_ports", o.OpaquePorts.String(),
+		"inbound_loopback_ports", o.InboundLoopbackPorts.String())
 	if o.OnTapReady != nil {
 		o.OnTapReady(tapLn.Addr())
 	}

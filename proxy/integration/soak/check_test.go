@@ -140,8 +140,9 @@ func TestSoakConfigFromEnv(t *testing.T) {
 	t.Setenv("SOAK_SETTLE", "")
 	t.Setenv("SOAK_PROXY_TIMEOUTS", "")
 	t.Setenv("SOAK_PROXY_ARGS", "")
+	t.Setenv("SOAK_SKIP", "")
 	c, err := soakConfigFromEnv()
-	if err != nil || c.duration != time.Minute || c.qps != 1000 || c.settle != 150*time.Second || len(c.proxyArgs) != 0 {
+	if err != nil || c.duration != time.Minute || c.qps != 1000 || c.settle != 200*time.Second || len(c.proxyArgs) != 0 || c.skip != nil {
 		t.Fatalf("defaults: %+v, %v", c, err)
 	}
 	t.Setenv("SOAK_DURATION", "10m")
@@ -155,12 +156,30 @@ func TestSoakConfigFromEnv(t *testing.T) {
 	if fmt.Sprint(c.proxyArgs) != fmt.Sprint(want) {
 		t.Errorf("proxy args %q, want %q", c.proxyArgs, want)
 	}
-	for key, bad := range map[string]string{"SOAK_DURATION": "-1s", "SOAK_QPS": "0", "SOAK_SETTLE": "soon", "SOAK_PROXY_TIMEOUTS": "yes"} {
+	for key, bad := range map[string]string{"SOAK_DURATION": "-1s", "SOAK_QPS": "0", "SOAK_SETTLE": "soon", "SOAK_PROXY_TIMEOUTS": "yes", "SOAK_SKIP": "("} {
 		t.Run(key, func(t *testing.T) {
 			t.Setenv(key, bad)
 			if _, err := soakConfigFromEnv(); err == nil || !strings.Contains(err.Error(), key) {
 				t.Errorf("%s=%q: error %v, want one naming it", key, bad, err)
 			}
 		})
+	}
+}
+
+func TestSoakGroupSockets(t *testing.T) {
+	ss := `ESTAB 0 0 10.254.0.1:4140 10.254.0.1:45678 users:(("conduit-proxy",pid=123,fd=9))
+ESTAB 0 0 10.254.0.1:4140 10.254.0.1:45680 users:(("conduit-proxy",pid=123,fd=10))
+CLOSE-WAIT 1 0 [::ffff:127.0.0.1]:50000 [::ffff:127.0.0.1]:8080 users:(("conduit-proxy",pid=123,fd=11))
+LISTEN 0 4096 *:4143 *:* users:(("conduit-proxy",pid=123,fd=3))
+ESTAB 0 0 10.254.0.1:45678 10.254.0.2:8080 users:(("soak.test",pid=1234,fd=7))
+`
+	got := soakGroupSockets(ss, 123)
+	want := map[string]int{
+		"ESTAB      10.254.0.1:4140 -> 10.254.0.1:*":                 2,
+		"CLOSE-WAIT [::ffff:127.0.0.1]:* -> [::ffff:127.0.0.1]:8080": 1,
+		"LISTEN     *:4143 -> *:*":                                   1,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

@@ -168,9 +168,10 @@ func TestSoakConfigFromEnv(t *testing.T) {
 
 func TestSoakGroupSockets(t *testing.T) {
 	ss := `ESTAB 0 0 10.254.0.1:4140 10.254.0.1:45678 users:(("conduit-proxy",pid=123,fd=9))
-ESTAB 0 0 10.254.0.1:4140 10.254.0.1:45680 users:(("conduit-proxy",pid=123,fd=10))
+ESTAB 0 0 10.254.0.1:4140 10.254.0.1:1249 users:(("conduit-proxy",pid=123,fd=10))
 CLOSE-WAIT 1 0 [::ffff:127.0.0.1]:50000 [::ffff:127.0.0.1]:8080 users:(("conduit-proxy",pid=123,fd=11))
 LISTEN 0 4096 *:4143 *:* users:(("conduit-proxy",pid=123,fd=3))
+LISTEN 0 4096 127.0.0.1:4140 0.0.0.0:* users:(("conduit-proxy",pid=123,fd=4))
 ESTAB 0 0 10.254.0.1:45678 10.254.0.2:8080 users:(("soak.test",pid=1234,fd=7))
 `
 	got := soakGroupSockets(ss, 123)
@@ -178,6 +179,7 @@ ESTAB 0 0 10.254.0.1:45678 10.254.0.2:8080 users:(("soak.test",pid=1234,fd=7))
 		"ESTAB      10.254.0.1:4140 -> 10.254.0.1:*":                 2,
 		"CLOSE-WAIT [::ffff:127.0.0.1]:* -> [::ffff:127.0.0.1]:8080": 1,
 		"LISTEN     *:4143 -> *:*":                                   1,
+		"LISTEN     127.0.0.1:4140 -> 0.0.0.0:*":                     1,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", got, want)

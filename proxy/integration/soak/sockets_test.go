@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/conduitmesh/conduit/pkg/contract"
 	"github.com/conduitmesh/conduit/proxy/integration/meshtest"
 )
 
@@ -37,8 +38,8 @@ func soakFDKinds(pid int) (map[string]int, error) {
 }
 
 // soakSockets groups the proxy's TCP sockets, as `ss -tanp` inside its
-// namespace lists them, by state, local and peer address; ports of 32768
-// and up (ephemeral) are shown as *.
+// namespace lists them, by state, local and peer address; a port that is
+// neither the proxy's nor an application's (an ephemeral one) is shown as *.
 func soakSockets(p *meshtest.Proxy) (map[string]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -65,9 +66,16 @@ func soakGroupSockets(ss string, pid int) map[string]int {
 	return groups
 }
 
+// soakKnownPorts are the ports shown in socket groups.
+var soakKnownPorts = map[uint16]bool{
+	contract.ProxyInboundPort: true, contract.ProxyOutboundPort: true,
+	contract.ProxyTapPort: true, contract.ProxyAdminPort: true,
+	soakHTTPPort: true, soakGRPCPort: true, soakOpaquePort: true, soakDetectedPort: true,
+}
+
 func soakEphemeral(addr string) string {
 	ap, err := netip.ParseAddrPort(strings.ReplaceAll(addr, "*", "0.0.0.0"))
-	if err != nil || ap.Port() < 32768 {
+	if err != nil || soakKnownPorts[ap.Port()] {
 		return addr
 	}
 	if ap.Addr().Is6() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -183,5 +184,78 @@ ESTAB 0 0 10.254.0.1:45678 10.254.0.2:8080 users:(("soak.test",pid=1234,fd=7))
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestSoakDrivePaces(t *testing.T) {
+	var mu sync.Mutex
+	runs := map[string]int{}
+	count := func(name string) func(context.Context) error {
+		return func(context.Context) error {
+			mu.Lock()
+			runs[name]++
+			mu.Unlock()
+			return nil
+		}
+	}
+	scs := []soakScenario{{"a", 3, soakGood, count("a")}, {"b", 1, soakGood, count("b")}}
+	o := newSoakOutcomes(scs)
+	start := time.Now()
+	soakDrive(context.Background(), scs, o, 400, 500*time.Millisecond)
+	took := time.Since(start)
+	if runs["a"] != 150 || runs["b"] != 50 {
+		t.Errorf("ran %v, want a 150 and b 50 times (200 at 400 QPS for 500 ms, 3:1)", runs)
+	}
+	if took < 450*time.Millisecond {
+		t.Errorf("200 requests at 400 QPS took %v, want about 500 ms", took)
+	}
+	if failed, sent := o.goodRate(); failed != 0 || sent != 200 {
+		t.Errorf("%d failed of %d sent, want 0 of 200", failed, sent)
+	}
+}
+
+func TestSoakDriveShedsOverTheInFlightBound(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, soakMaxInFlight)
+	block := func(context.Context) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}
+	scs := []soakScenario{{"stuck", 1, soakGood, block}}
+	o := newSoakOutcomes(scs)
+	done := make(chan struct{})
+	go func() {
+		soakDrive(context.Background(), scs, o, 20000, 100*time.Millisecond)
+		close(done)
+	}()
+	for range soakMaxInFlight {
+		<-started
+	}
+	// Every slot is taken: the driver sheds the rest of the 2000 due and
+	// then waits for those in flight.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if shed, _ := o.shedRate(); shed == 2000-soakMaxInFlight {
+			break
+		}
+		if time.Now().After(deadline) {
+			shed, due := o.shedRate()
+			t.Fatalf("shed %d of %d, want %d", shed, due, 2000-soakMaxInFlight)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("the driver returned with requests in flight")
+	default:
+	}
+	close(release)
+	<-done
+	if failed, sent := o.goodRate(); failed != 0 || sent != soakMaxInFlight {
+		t.Errorf("%d failed of %d sent, want 0 of %d", failed, sent, soakMaxInFlight)
+	}
+	if o.maxIn != soakMaxInFlight {
+		t.Errorf("at most %d in flight, want %d", o.maxIn, soakMaxInFlight)
 	}
 }

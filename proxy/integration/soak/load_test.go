@@ -78,7 +78,7 @@ func newSoakClients(ns *meshtest.NetNS) (*soakClients, error) {
 			DisableKeepAlives:   !keepAlive,
 			DisableCompression:  true,
 			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     30 * time.Second,
+			IdleConnTimeout:     5 * time.Second, // under --keepalive-timeout=10s (SOAK_PROXY_TIMEOUTS)
 		}
 	}
 	c := &soakClients{

@@ -15,6 +15,10 @@ type podSettings struct {
 	workloadKind string // lower-case, from contract.WorkloadKinds
 	workloadName string // empty for a Pod named by generateName: the proxy reads its own name
 	appPorts     ports.List
+	// proxyEnv holds the proxy variables set by annotations
+	// (proxyEnvAnnotations), by name; the others are left to the proxy's
+	// defaults.
+	proxyEnv map[string]string
 }
 
 // The containers are built as YAML nodes directly: the field order here is
@@ -46,6 +50,12 @@ func proxyContainer(s podSettings) *yaml.Node {
 			envValue(contract.EnvProxyOpaquePorts, s.OpaquePorts.String()),
 		),
 	)
+	env := child(c, "env")
+	for _, a := range proxyEnvAnnotations {
+		if v, ok := s.proxyEnv[a.env]; ok {
+			env.Content = append(env.Content, envValue(a.env, v))
+		}
+	}
 	if r := proxyResources(s.Resources); r != nil {
 		add(c, "resources", r)
 	}

@@ -9,7 +9,9 @@ package inject
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/kustomize/kyaml/fn/framework"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -253,6 +255,19 @@ func (in *Injector) settings(p *pod) (podSettings, error) {
 			}
 			s.LogLevel = v
 		}
+		for _, a := range proxyEnvAnnotations {
+			v, field, ok := lookup(a.annotation)
+			if !ok {
+				continue
+			}
+			if reason := a.invalid(v); reason != "" {
+				return s, p.fieldError(field, v, reason)
+			}
+			if s.proxyEnv == nil {
+				s.proxyEnv = map[string]string{}
+			}
+			s.proxyEnv[a.env] = a.value(v)
+		}
 		for key, setting := range map[string]string{
 			contract.AnnotationProxyCPURequest: fieldCPURequest,
 			contract.AnnotationProxyCPULimit:   fieldCPULimit,
@@ -271,7 +286,76 @@ func (in *Injector) settings(p *pod) (podSettings, error) {
 		return s, err
 	}
 	s.appPorts = appPorts
+	warnDrainOverGrace(p, s)
 	return s, nil
+}
+
+// proxyEnvAnnotation is an annotation passed to the proxy as an
+// environment variable, only when set.
+type proxyEnvAnnotation struct {
+	annotation, env string
+	invalid         func(string) string // why the value is wrong, or ""
+	value           func(string) string // the variable's value
+}
+
+// proxyEnvAnnotations, in the order their variables follow the others in
+// the proxy container's env.
+var proxyEnvAnnotations = []proxyEnvAnnotation{
+	{contract.AnnotationProxyHeadReadTimeout, contract.EnvProxyHeadReadTimeout, positiveDuration, strings.TrimSpace},
+	{contract.AnnotationProxyKeepAliveTimeout, contract.EnvProxyKeepAliveTimeout, positiveDuration, strings.TrimSpace},
+	{contract.AnnotationProxyStreamIdleTimeout, contract.EnvProxyStreamIdleTimeout, positiveDuration, strings.TrimSpace},
+	{contract.AnnotationProxyOpaqueIdleTimeout, contract.EnvProxyOpaqueIdleTimeout, positiveDuration, strings.TrimSpace},
+	{contract.AnnotationProxyDrainTimeout, contract.EnvProxyDrainTimeout, nonNegativeDuration, strings.TrimSpace},
+	{contract.AnnotationInboundLoopbackPorts, contract.EnvProxyInboundLoopbackPorts, portList, func(v string) string {
+		return ports.MustParse(v).String()
+	}},
+}
+
+func positiveDuration(v string) string {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d <= 0 {
+		return "must be a positive Go duration (for example 30s, 5m, 1h)"
+	}
+	return ""
+}
+
+func nonNegativeDuration(v string) string {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < 0 {
+		return "must be a Go duration (for example 20s, 1m), 0 or more"
+	}
+	return ""
+}
+
+func portList(v string) string {
+	if _, err := ports.Parse(v); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// warnDrainOverGrace warns when the proxy's drain timeout, as annotated,
+// is longer than the pod's termination grace period (30s when unset): the
+// kubelet kills the proxy before the drain ends.
+func warnDrainOverGrace(p *pod, s podSettings) {
+	v, ok := s.proxyEnv[contract.EnvProxyDrainTimeout]
+	if !ok {
+		return
+	}
+	drain, _ := time.ParseDuration(v)
+	grace := 30 * time.Second
+	field := p.kind.templatePath() + "spec.terminationGracePeriodSeconds"
+	if g := p.template.Field("spec").Value.Field("terminationGracePeriodSeconds"); g != nil {
+		secs, err := strconv.ParseInt(g.Value.YNode().Value, 10, 64)
+		if err != nil {
+			return // not ours to judge; the API server will
+		}
+		grace = time.Duration(secs) * time.Second
+	}
+	if drain > grace {
+		p.add(framework.Warning, fmt.Errorf("%s: the proxy's drain timeout %s (%s) is longer than %s (%s): the kubelet kills the proxy before it has drained",
+			describe(p.meta), v, contract.AnnotationProxyDrainTimeout, field, grace))
+	}
 }
 
 // appPorts lists the TCP container ports of the app's containers, warning

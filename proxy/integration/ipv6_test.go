@@ -70,7 +70,7 @@ func newIPv6Mesh(t *testing.T) *testMesh {
 // TestMeshIPv6 sends IPv6 traffic from the client namespace to the server
 // namespace: conduit-init's inet table redirects it, the client proxy takes
 // it on [::1]:4140 and the server proxy on its dual-stack :4143, which
-// forwards it to the application on [::1]. Skip ports bypass the proxies
+// forwards it to the application at the pod's IPv6 address. Skip ports bypass the proxies
 // as over IPv4, and IPv4 still goes through both proxies in the same run.
 func TestMeshIPv6(t *testing.T) {
 	m := newIPv6Mesh(t)
@@ -108,14 +108,15 @@ func TestMeshIPv6(t *testing.T) {
 	})
 
 	// Who the application sees shows the path: the server proxy connects
-	// from loopback of the request's family; a skipped inbound port is
-	// reached straight from the client side.
+	// to the pod's own address of the request's family (so it comes from
+	// that address); a skipped inbound port is reached straight from the
+	// client side.
 	t.Run("application peer", func(t *testing.T) {
 		for _, tc := range []struct{ url, want string }{
-			{url6(httpPort, "/peer"), "::1"},
-			{url6(skipOutboundPort, "/peer"), "::1"},
+			{url6(httpPort, "/peer"), meshtest.ServerAddr6.String()},
+			{url6(skipOutboundPort, "/peer"), meshtest.ServerAddr6.String()},
 			{url6(skipInboundPort, "/peer"), meshtest.ClientAddr6.String()},
-			{url(httpPort, "/peer"), "127.0.0.1"},
+			{url(httpPort, "/peer"), meshtest.ServerAddr.String()},
 		} {
 			if out := curl6(t, "--http1.1", tc.url); out != tc.want {
 				t.Errorf("%s: the application saw a connection from %q, want %q", tc.url, out, tc.want)

@@ -28,26 +28,14 @@ type options struct {
 	outboundAddrIPv6                     string
 	tapAddr                              string
 	inboundPorts, opaquePorts, logLevel  string
-	detectTimeout, drainTimeout          time.Duration
-	headRead, keepAlive, streamIdle      time.Duration
-	envErr                               error // a timeout variable that does not parse
-	pprof                                bool
-	cpuProfile                           string
-	workload                             metrics.Workload
-}
-
-// envDuration is the environment variable's duration, or def when it is
-// unset or empty; a bad value is kept in o.envErr.
-func envDuration(o *options, name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil && o.envErr == nil {
-		o.envErr = fmt.Errorf("%s %q: %v", name, v, err)
-	}
-	return d
+	inboundLoopbackPorts                 string
+	detectTimeout                        time.Duration
+	// Durations that may come from the environment, parsed in validate.
+	drainTimeout, headReadTimeout, keepAliveTimeout string
+	streamIdleTimeout, opaqueIdleTimeout            string
+	pprof                                           bool
+	cpuProfile                                      string
+	workload                                        metrics.Workload
 }
 
 // envOr is the environment variable's value, or def when it is unset or
@@ -73,10 +61,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.opaquePorts, "opaque-ports", envOr(contract.EnvProxyOpaquePorts, contract.DefaultOpaquePorts), "ports forwarded as TCP without protocol detection, a port list (env "+contract.EnvProxyOpaquePorts+")")
 	fs.StringVar(&o.logLevel, "log-level", envOr(contract.EnvProxyLogLevel, "info"), "debug, info, warn or error (env "+contract.EnvProxyLogLevel+")")
 	fs.DurationVar(&o.detectTimeout, "detect-timeout", d.DetectTimeout, "how long to wait for a client's first bytes before treating it as opaque TCP")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", d.DrainTimeout, "on SIGTERM, how long in-flight requests may take to finish")
-	fs.DurationVar(&o.headRead, "head-read-timeout", envDuration(&o, contract.EnvProxyHeadReadTimeout, d.HeadReadTimeout), "how long a client may take to send a request head, from its first byte; 0 for no limit (env "+contract.EnvProxyHeadReadTimeout+")")
-	fs.DurationVar(&o.keepAlive, "keepalive-timeout", envDuration(&o, contract.EnvProxyKeepAliveTimeout, d.KeepAliveTimeout), "how long a client connection may stay idle between requests; 0 for no limit (env "+contract.EnvProxyKeepAliveTimeout+")")
-	fs.DurationVar(&o.streamIdle, "stream-idle-timeout", envDuration(&o, contract.EnvProxyStreamIdleTimeout, d.StreamIdleTimeout), "how long a request may go without the upstream sending (504 before the response head) or either side taking bytes; 0 for no limit (env "+contract.EnvProxyStreamIdleTimeout+")")
+	fs.StringVar(&o.inboundLoopbackPorts, "inbound-loopback-ports", envOr(contract.EnvProxyInboundLoopbackPorts, ""), "application ports whose inbound traffic goes to loopback (for applications listening only on 127.0.0.1 or ::1), a port list; every other port goes to the pod's own address (env "+contract.EnvProxyInboundLoopbackPorts+")")
+	fs.StringVar(&o.drainTimeout, "drain-timeout", envOr(contract.EnvProxyDrainTimeout, d.DrainTimeout.String()), "on SIGTERM, how long in-flight requests may take to finish (env "+contract.EnvProxyDrainTimeout+")")
+	fs.StringVar(&o.headReadTimeout, "head-read-timeout", envOr(contract.EnvProxyHeadReadTimeout, d.HeadReadTimeout.String()), "how long a client may take to send one request head (env "+contract.EnvProxyHeadReadTimeout+")")
+	fs.StringVar(&o.keepAliveTimeout, "keepalive-timeout", envOr(contract.EnvProxyKeepAliveTimeout, d.KeepAliveTimeout.String()), "close a client connection idle that long between requests, or HTTP/2 with no stream open (env "+contract.EnvProxyKeepAliveTimeout+")")
+	fs.StringVar(&o.streamIdleTimeout, "stream-idle-timeout", envOr(contract.EnvProxyStreamIdleTimeout, d.StreamIdleTimeout.String()), "end a request whose upstream sends nothing for that long (env "+contract.EnvProxyStreamIdleTimeout+")")
+	fs.StringVar(&o.opaqueIdleTimeout, "opaque-idle-timeout", envOr(contract.EnvProxyOpaqueIdleTimeout, d.OpaqueIdleTimeout.String()), "close opaque TCP on which neither side sent a byte for that long (env "+contract.EnvProxyOpaqueIdleTimeout+")")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -119,22 +109,34 @@ func (o options) validate() (app.Options, error) {
 	if o.detectTimeout <= 0 {
 		return a, fmt.Errorf("--detect-timeout %v: must be positive", o.detectTimeout)
 	}
-	if o.drainTimeout < 0 {
-		return a, fmt.Errorf("--drain-timeout %v: must not be negative", o.drainTimeout)
+	a.DetectTimeout = o.detectTimeout
+	if a.InboundLoopbackPorts, err = ports.Parse(o.inboundLoopbackPorts); err != nil {
+		return a, fmt.Errorf("--inbound-loopback-ports (or %s): %w", contract.EnvProxyInboundLoopbackPorts, err)
 	}
-	a.DetectTimeout, a.DrainTimeout = o.detectTimeout, o.drainTimeout
-	if o.envErr != nil {
-		return a, o.envErr
-	}
-	for _, t := range []struct {
-		flag string
-		d    time.Duration
-	}{{"--head-read-timeout", o.headRead}, {"--keepalive-timeout", o.keepAlive}, {"--stream-idle-timeout", o.streamIdle}} {
-		if t.d < 0 {
-			return a, fmt.Errorf("%s %v: must not be negative", t.flag, t.d)
+	for _, d := range []struct {
+		flag, env, value string
+		zeroOK           bool
+		dst              *time.Duration
+	}{
+		{"--drain-timeout", contract.EnvProxyDrainTimeout, o.drainTimeout, true, &a.DrainTimeout},
+		{"--head-read-timeout", contract.EnvProxyHeadReadTimeout, o.headReadTimeout, false, &a.HeadReadTimeout},
+		{"--keepalive-timeout", contract.EnvProxyKeepAliveTimeout, o.keepAliveTimeout, false, &a.KeepAliveTimeout},
+		{"--stream-idle-timeout", contract.EnvProxyStreamIdleTimeout, o.streamIdleTimeout, false, &a.StreamIdleTimeout},
+		{"--opaque-idle-timeout", contract.EnvProxyOpaqueIdleTimeout, o.opaqueIdleTimeout, false, &a.OpaqueIdleTimeout},
+	} {
+		v, err := time.ParseDuration(d.value)
+		switch {
+		case err != nil:
+			return a, fmt.Errorf("%s (or %s) %q: want a duration such as 30s or 5m", d.flag, d.env, d.value)
+		case v < 0 || v == 0 && !d.zeroOK:
+			want := "positive"
+			if d.zeroOK {
+				want = "not negative"
+			}
+			return a, fmt.Errorf("%s (or %s) %q: must be %s", d.flag, d.env, d.value, want)
 		}
+		*d.dst = v
 	}
-	a.HeadReadTimeout, a.KeepAliveTimeout, a.StreamIdleTimeout = o.headRead, o.keepAlive, o.streamIdle
 	w := o.workload
 	if w.Kind != "" && !slices.Contains(contract.WorkloadKinds, w.Kind) {
 		return a, fmt.Errorf("%s %q: want one of %s", contract.EnvWorkloadKind, w.Kind, strings.Join(contract.WorkloadKinds, ", "))

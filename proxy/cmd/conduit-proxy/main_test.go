@@ -1,12 +1,16 @@
 package main
 
 import (
+	"errors"
 	"io"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
+	"github.com/conduitmesh/conduit/proxy/internal/app"
 )
 
 func TestFlagDefaultsFromEnv(t *testing.T) {
@@ -133,5 +137,118 @@ func TestTapAddrFlag(t *testing.T) {
 	a, err := o.validate()
 	if err != nil || a.TapAddr != "127.0.0.1:14190" {
 		t.Fatalf("--tap-addr: %q %v", a.TapAddr, err)
+	}
+}
+
+// The timeouts and the loopback ports come from the environment, and
+// flags win over it.
+func TestTimeoutFlagsAndEnv(t *testing.T) {
+	t.Setenv(contract.EnvProxyHeadReadTimeout, "7s")
+	t.Setenv(contract.EnvProxyKeepAliveTimeout, "2m")
+	t.Setenv(contract.EnvProxyStreamIdleTimeout, "3m")
+	t.Setenv(contract.EnvProxyOpaqueIdleTimeout, "45m")
+	t.Setenv(contract.EnvProxyDrainTimeout, "9s")
+	t.Setenv(contract.EnvProxyInboundLoopbackPorts, "8080,9090-9091")
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := o.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.HeadReadTimeout != 7*time.Second || a.KeepAliveTimeout != 2*time.Minute || a.StreamIdleTimeout != 3*time.Minute ||
+		a.OpaqueIdleTimeout != 45*time.Minute || a.DrainTimeout != 9*time.Second {
+		t.Errorf("from env: %v %v %v %v %v", a.HeadReadTimeout, a.KeepAliveTimeout, a.StreamIdleTimeout, a.OpaqueIdleTimeout, a.DrainTimeout)
+	}
+	if a.InboundLoopbackPorts.String() != "8080,9090-9091" {
+		t.Errorf("loopback ports from env: %s", a.InboundLoopbackPorts)
+	}
+	o, err = parseFlags([]string{"--head-read-timeout=1s", "--keepalive-timeout=2s", "--stream-idle-timeout=3s",
+		"--opaque-idle-timeout=4s", "--drain-timeout=0s", "--inbound-loopback-ports=6060"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err = o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if a.HeadReadTimeout != time.Second || a.KeepAliveTimeout != 2*time.Second || a.StreamIdleTimeout != 3*time.Second ||
+		a.OpaqueIdleTimeout != 4*time.Second || a.DrainTimeout != 0 || a.InboundLoopbackPorts.String() != "6060" {
+		t.Errorf("from flags: %v %v %v %v %v %s", a.HeadReadTimeout, a.KeepAliveTimeout, a.StreamIdleTimeout,
+			a.OpaqueIdleTimeout, a.DrainTimeout, a.InboundLoopbackPorts)
+	}
+}
+
+func TestTimeoutDefaults(t *testing.T) {
+	for _, k := range []string{contract.EnvProxyHeadReadTimeout, contract.EnvProxyKeepAliveTimeout, contract.EnvProxyStreamIdleTimeout,
+		contract.EnvProxyOpaqueIdleTimeout, contract.EnvProxyDrainTimeout, contract.EnvProxyInboundLoopbackPorts} {
+		t.Setenv(k, "")
+	}
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := o.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := app.Defaults()
+	if a.HeadReadTimeout != d.HeadReadTimeout || a.KeepAliveTimeout != d.KeepAliveTimeout || a.StreamIdleTimeout != d.StreamIdleTimeout ||
+		a.OpaqueIdleTimeout != d.OpaqueIdleTimeout || a.DrainTimeout != d.DrainTimeout || a.InboundLoopbackPorts.String() != "" {
+		t.Errorf("defaults %+v", a)
+	}
+}
+
+// Bad timeouts and port lists name the flag, the variable and the value.
+func TestBadTimeoutsNamed(t *testing.T) {
+	for _, tc := range []struct{ env, flag, value string }{
+		{contract.EnvProxyHeadReadTimeout, "--head-read-timeout", "10"},
+		{contract.EnvProxyHeadReadTimeout, "--head-read-timeout", "0s"},
+		{contract.EnvProxyKeepAliveTimeout, "--keepalive-timeout", "-1s"},
+		{contract.EnvProxyStreamIdleTimeout, "--stream-idle-timeout", "soon"},
+		{contract.EnvProxyOpaqueIdleTimeout, "--opaque-idle-timeout", "0"},
+		{contract.EnvProxyDrainTimeout, "--drain-timeout", "-5s"},
+		{contract.EnvProxyDrainTimeout, "--drain-timeout", "20"},
+		{contract.EnvProxyInboundLoopbackPorts, "--inbound-loopback-ports", "70000"},
+	} {
+		for _, viaEnv := range []bool{true, false} {
+			t.Run(tc.flag+"="+tc.value, func(t *testing.T) {
+				var args []string
+				if viaEnv {
+					t.Setenv(tc.env, tc.value)
+				} else {
+					args = []string{tc.flag + "=" + tc.value}
+				}
+				o, err := parseFlags(args, io.Discard)
+				if err == nil {
+					_, err = o.validate()
+				}
+				if err == nil || !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), tc.env) ||
+					!strings.Contains(err.Error(), tc.value) {
+					t.Errorf("error %v, want one naming %s, %s and %q", err, tc.flag, tc.env, tc.value)
+				}
+			})
+		}
+	}
+}
+
+// A bad value makes the command exit 2 with the flag named on stderr.
+func TestBadValueExits2(t *testing.T) {
+	if os.Getenv("CONDUIT_PROXY_TEST_RUN_MAIN") == "1" {
+		os.Args = []string{"conduit-proxy"}
+		main()
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBadValueExits2$")
+	cmd.Env = append(os.Environ(), "CONDUIT_PROXY_TEST_RUN_MAIN=1", contract.EnvProxyOpaqueIdleTimeout+"=forever")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want status 2; stderr %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "--opaque-idle-timeout") || !strings.Contains(stderr.String(), `"forever"`) {
+		t.Errorf("stderr %q does not name the flag and the value", stderr.String())
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/conduitmesh/conduit/pkg/ports"
 	"github.com/conduitmesh/conduit/pkg/version"
 	"github.com/conduitmesh/conduit/proxy/internal/admin"
+	"github.com/conduitmesh/conduit/proxy/internal/fdlimit"
 	"github.com/conduitmesh/conduit/proxy/internal/h2"
 	"github.com/conduitmesh/conduit/proxy/internal/http1"
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
@@ -83,7 +84,7 @@ type Options struct {
 	// SO_ORIGINAL_DST. Tests inject their own.
 	OrigDst origdst.Func
 	// InboundResolver and OutboundResolver pick upstream endpoints; nil
-	// means resolve.Local and resolve.OrigDst.
+	// means resolve.Inbound (with InboundLoopbackPorts) and resolve.OrigDst.
 	InboundResolver, OutboundResolver resolve.Resolver
 	// Connector opens upstream connections; nil means plain TCP.
 	Connector resolve.Connector
@@ -144,7 +145,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		o.OrigDst = origdst.Lookup
 	}
 	if o.InboundResolver == nil {
-		o.InboundResolver = resolve.Local{}
+		o.InboundResolver = resolve.Inbound{LoopbackPorts: o.InboundLoopbackPorts}
 	}
 	if o.OutboundResolver == nil {
 		o.OutboundResolver = resolve.OrigDst{}
@@ -153,6 +154,14 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		o.Connector = resolve.TCP{}
 	}
 	m := metrics.New(o.Workload)
+	// Connections beyond the descriptor limit would starve the admin
+	// port (/live, /ready): raise the soft limit, and shed at accept while
+	// a reserve is still free.
+	fdMax, err := fdlimit.Raise()
+	if err != nil {
+		return fmt.Errorf("file descriptor limit: %w", err)
+	}
+	fds := fdlimit.NewBudget(fdMax)
 
 	var lc net.ListenConfig
 	listen := func(name, network, addr string) (net.Listener, error) {
@@ -201,16 +210,18 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 
 	newServer := func(direction string, r resolve.Resolver) (*server.Server, error) {
 		return server.New(server.Config{
-			Direction:     direction,
-			OrigDst:       o.OrigDst,
-			Resolver:      r,
-			Connector:     o.Connector,
-			Metrics:       m,
-			OpaquePorts:   o.OpaquePorts,
-			DetectTimeout: o.DetectTimeout,
-			HTTP1:         http1.New(direction, r, o.Connector, m, http1.WithLogger(log), http1.WithTap(hub), http1.WithTimeouts(http1.Timeouts{HeadRead: o.HeadReadTimeout, KeepAlive: o.KeepAliveTimeout, StreamIdle: o.StreamIdleTimeout})),
-			HTTP2:         h2.New(direction, r, o.Connector, m, h2.WithLogger(log), h2.WithTap(hub)),
-			Log:           log,
+			Direction:         direction,
+			OrigDst:           o.OrigDst,
+			Resolver:          r,
+			Connector:         o.Connector,
+			Metrics:           m,
+			OpaquePorts:       o.OpaquePorts,
+			DetectTimeout:     o.DetectTimeout,
+			OpaqueIdleTimeout: o.OpaqueIdleTimeout,
+			FDs:               fds,
+			HTTP1:             http1.New(direction, r, o.Connector, m, http1.WithLogger(log), http1.WithTap(hub), http1.WithTimeouts(http1.Timeouts{HeadRead: o.HeadReadTimeout, KeepAlive: o.KeepAliveTimeout, StreamIdle: o.StreamIdleTimeout})),
+			HTTP2:             h2.New(direction, r, o.Connector, m, h2.WithLogger(log), h2.WithTap(hub)),
+			Log:               log,
 		})
 	}
 	inbound, err := newServer(contract.DirectionInbound, o.InboundResolver)
@@ -256,7 +267,9 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 		"inbound", inLn.Addr().String(), "outbound", outLn.Addr().String(),
 		"outbound_ipv6", addrOrNone(out6Ln),
 		"admin", adminLn.Addr().String(), "tap", tapLn.Addr().String(),
-		"inbound_ports", o.InboundPorts.String(), "opaque_ports", o.OpaquePorts.String())
+		"inbound_ports", o.InboundPorts.String(), "opaque_ports", o.OpaquePorts.String(),
+		"inbound_loopback_ports", o.InboundLoopbackPorts.String(),
+		"fd_limit", fdMax, "fd_reserved", fds.Reserved())
 	if o.OnTapReady != nil {
 		o.OnTapReady(tapLn.Addr())
 	}

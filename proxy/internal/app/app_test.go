@@ -195,8 +195,8 @@ func TestBindFailure(t *testing.T) {
 	}
 }
 
-// HTTP/1 through the whole proxy: the inbound direction sends to the
-// original port on 127.0.0.1, and a scrape of /metrics shows the request
+// HTTP/1 through the whole proxy: the inbound direction sends a port
+// opted in with InboundLoopbackPorts to 127.0.0.1, and a scrape of /metrics shows the request
 // with the workload labels.
 func TestInboundHTTPMetricsScraped(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -210,8 +210,8 @@ func TestInboundHTTPMetricsScraped(t *testing.T) {
 	defer srv.Close()
 	port := netip.MustParseAddrPort(ln.Addr().String()).Port()
 	// The original destination is a pod IP; inbound goes to 127.0.0.1 on
-	// its port.
-	r := start(t, netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), port), nil)
+	// its port, which is opted in to loopback.
+	r := start(t, netip.AddrPortFrom(netip.MustParseAddr("10.9.9.9"), port), func(o *Options) { o.InboundLoopbackPorts = ports.Of(port) })
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", r.in.String())

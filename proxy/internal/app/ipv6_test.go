@@ -45,7 +45,8 @@ func TestDefaultsListenOnBothFamilies(t *testing.T) {
 
 // The inbound listener on 0.0.0.0 takes IPv6 connections too: an HTTP
 // request over either family reaches the application on loopback of the
-// original destination's family (here IPv6, so ::1) and is counted.
+// original destination's family (here IPv6, so ::1; the port is opted in
+// to loopback) and is counted.
 func TestInboundDualStack(t *testing.T) {
 	requireIPv6Loopback(t)
 	app, err := net.Listen("tcp6", "[::1]:0")
@@ -61,7 +62,7 @@ func TestInboundDualStack(t *testing.T) {
 	// The original destination is the pod's IPv6 address: inbound goes to
 	// [::1] on its port (the fallback to fd00:c0d::2 is never needed).
 	dst := netip.AddrPortFrom(netip.MustParseAddr("fd00:c0d::2"), port)
-	r := start(t, dst, func(o *Options) { o.InboundAddr = "0.0.0.0:0" })
+	r := start(t, dst, func(o *Options) { o.InboundAddr = "0.0.0.0:0"; o.InboundLoopbackPorts = ports.Of(port) })
 	inPort := netip.MustParseAddrPort(r.in.String()).Port()
 	for _, host := range []string{"127.0.0.1", "::1"} {
 		in := net.JoinHostPort(host, strconv.Itoa(int(inPort)))

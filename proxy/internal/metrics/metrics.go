@@ -66,6 +66,8 @@ type Metrics struct {
 	routes map[routeKey]*Route
 	counts map[routeDir]int
 	tcp    map[tcpKey]*TCP
+
+	shed *prometheus.CounterVec // see shed.go
 }
 
 type routeDir struct {
@@ -132,6 +134,7 @@ func New(w Workload, opts ...Option) *Metrics {
 		tcp:    map[tcpKey]*TCP{},
 	}
 	m.reg.MustRegister(m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpConns, m.tcpRead, m.tcpWrite)
+	m.registerShed(constLabels)
 	if cfg.runtime {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}

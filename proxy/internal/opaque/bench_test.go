@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 type nopCounts struct{}
@@ -43,7 +44,7 @@ func BenchmarkPingPong(b *testing.B) {
 				c.Close()
 				continue
 			}
-			go Forward(c, nil, up, nopCounts{})
+			go ForwardIdle(c, nil, up, nopCounts{}, time.Hour)
 		}
 	}()
 	run := func(b *testing.B, addr string) {

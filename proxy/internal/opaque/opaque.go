@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/conduitmesh/conduit/proxy/internal/conn"
 )
@@ -31,12 +33,27 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 // one side half-closes, the other side's write half is closed, so protocols
 // that rely on half-close work. An error in either direction aborts both.
 func Forward(client net.Conn, prefix []byte, upstream net.Conn, counts Counts) {
+	ForwardIdle(client, prefix, upstream, counts, 0)
+}
+
+// ForwardIdle is Forward that also closes both connections once neither
+// side has sent a byte for idle (zero: never). The check is coarse, so
+// it costs nothing per read but a flag: a timer fires every idle/4 and
+// looks whether bytes passed since the last tick; four quiet ticks in a
+// row close the connection, between idle and 1.25 idle after the last
+// byte.
+func ForwardIdle(client net.Conn, prefix []byte, upstream net.Conn, counts Counts, idle time.Duration) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
 			client.Close()
 			upstream.Close()
 		})
+	}
+	var active atomic.Bool
+	if idle > 0 {
+		w := startIdleWatch(idle, &active, abort)
+		defer w.stop()
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -48,13 +65,13 @@ func Forward(client net.Conn, prefix []byte, upstream net.Conn, counts Counts) {
 				return
 			}
 		}
-		if copyCounted(upstream, client, func(n int64) { counts.Transferred(n, 0) }) != nil {
+		if copyCounted(upstream, client, func(n int64) { active.Store(true); counts.Transferred(n, 0) }) != nil {
 			abort()
 			return
 		}
 		conn.CloseWrite(upstream)
 	}()
-	err := copyCounted(client, upstream, func(n int64) { counts.Transferred(0, n) })
+	err := copyCounted(client, upstream, func(n int64) { active.Store(true); counts.Transferred(0, n) })
 	if err != nil {
 		abort()
 	} else {
@@ -62,6 +79,48 @@ func Forward(client net.Conn, prefix []byte, upstream net.Conn, counts Counts) {
 	}
 	wg.Wait()
 	abort()
+}
+
+// idleTicks is how many quiet ticks of idle/idleTicks close a connection.
+const idleTicks = 4
+
+// idleWatch closes a connection that stays quiet: one timer per
+// connection, re-armed every idle/idleTicks, never per read.
+type idleWatch struct {
+	mu     sync.Mutex
+	t      *time.Timer
+	done   bool
+	quiet  int
+	period time.Duration
+}
+
+func startIdleWatch(idle time.Duration, active *atomic.Bool, abort func()) *idleWatch {
+	w := &idleWatch{period: max(idle/idleTicks, time.Millisecond)}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = time.AfterFunc(w.period, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.done {
+			return
+		}
+		if active.Swap(false) {
+			w.quiet = 0
+		} else if w.quiet++; w.quiet >= idleTicks {
+			w.done = true
+			abort()
+			return
+		}
+		w.t.Reset(w.period)
+	})
+	return w
+}
+
+func (w *idleWatch) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.t.Stop()
+	w.mu.Unlock()
 }
 
 // copyCounted copies until EOF (nil) or an error, counting each piece as

@@ -3,10 +3,13 @@ package opaque
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 type counter struct{ read, written atomic.Int64 }
@@ -116,4 +119,91 @@ func TestCountsWhileOpen(t *testing.T) {
 	if r, w := c.read.Load(), c.written.Load(); r != 10 || w != 3 {
 		t.Fatalf("while open: counted read=%d written=%d, want 10 and 3", r, w)
 	}
+}
+
+// closedWithin reports how long until c's peer closed (EOF or reset),
+// failing after limit.
+func closedWithin(t *testing.T, c net.Conn, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(limit))
+	_, err := io.Copy(io.Discard, c)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("still open after %v", limit)
+	}
+	return time.Since(start)
+}
+
+// A connection on which neither side sends anything is closed, both
+// sides, once the idle timeout has passed, and Forward returns.
+func TestForwardIdleTimeout(t *testing.T) {
+	app, proxyIn := pair(t)
+	proxyOut, backend := pair(t)
+	defer app.Close()
+	defer backend.Close()
+	const idle = 200 * time.Millisecond
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { ForwardIdle(proxyIn, nil, proxyOut, &counter{}, idle); close(done) }()
+	closedWithin(t, app, 5*time.Second)
+	if d := time.Since(start); d < idle {
+		t.Fatalf("closed after %v, before the idle timeout %v", d, idle)
+	}
+	closedWithin(t, backend, time.Second)
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("Forward did not return after the idle timeout")
+	}
+}
+
+// Bytes in either direction, one direction only, keep the connection
+// open; it closes once they stop for the idle timeout.
+func TestForwardIdleTimeoutCountsEitherDirection(t *testing.T) {
+	app, proxyIn := pair(t)
+	proxyOut, backend := pair(t)
+	defer app.Close()
+	defer backend.Close()
+	const idle = 200 * time.Millisecond
+	go ForwardIdle(proxyIn, nil, proxyOut, &counter{}, idle)
+	// The server streams a byte every 50 ms for 4 idle periods; the
+	// client says nothing. Each must arrive.
+	buf := make([]byte, 1)
+	for i := range 16 {
+		if _, err := backend.Write([]byte{byte(i)}); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		app.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := io.ReadFull(app, buf); err != nil {
+			t.Fatalf("byte %d after %d ms of one-way traffic: %v", i, i*50, err)
+		}
+		time.Sleep(50 * time.Millisecond) // the traffic's pace, not synchronisation
+	}
+	stopped := time.Now()
+	closedWithin(t, app, 5*time.Second)
+	if d := time.Since(stopped); d < idle-50*time.Millisecond {
+		t.Fatalf("closed %v after the last byte, before the idle timeout %v", d, idle)
+	}
+}
+
+// Closing the client's socket (what Conn.Abort does at the drain
+// timeout's end) ends Forward even when both sides are silent, and the
+// upstream is closed.
+func TestForwardEndsWhenClientClosedLocally(t *testing.T) {
+	app, proxyIn := pair(t)
+	proxyOut, backend := pair(t)
+	defer app.Close()
+	defer backend.Close()
+	done := make(chan struct{})
+	go func() { Forward(proxyIn, nil, proxyOut, &counter{}); close(done) }()
+	// Let Forward start waiting on both sides.
+	app.Write([]byte("x"))
+	io.ReadFull(backend, make([]byte, 1))
+	proxyIn.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Forward still running 5s after its client socket was closed")
+	}
+	closedWithin(t, backend, time.Second)
 }

@@ -3,7 +3,8 @@
 // connects to, and connects to it.
 //
 // Today the outbound side forwards to the original destination and the
-// inbound side to the application on loopback. A discovery client (choosing
+// inbound side to the application at the pod's own address (loopback for
+// the ports opted in). A discovery client (choosing
 // endpoints by authority) and mTLS (wrapping connections in Connect, keyed
 // by Endpoint.Identity) plug in here without touching the protocol code.
 package resolve
@@ -15,6 +16,8 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/conduitmesh/conduit/pkg/ports"
 )
 
 // Target describes what a client asked for.
@@ -60,29 +63,41 @@ func (OrigDst) Resolve(_ context.Context, t Target) (Endpoint, error) {
 	return Endpoint{Addr: t.OrigDst}, nil
 }
 
-// Local forwards to the original port on loopback in the original
-// destination's family, 127.0.0.1 or ::1 (inbound: the application in the
-// same pod). An application that listens only on the pod's address refuses
-// that, so the original destination is the fallback (the proxy's own
-// connections are not redirected).
-type Local struct{}
+// Inbound forwards to the application in the same pod (inbound). By
+// default that is the original destination, the pod's own address, so an
+// application port bound only to loopback (an admin or debug endpoint meant
+// to stay inside the pod) is not reachable through the proxy, as it would
+// not be without the mesh. The proxy's own connections are not redirected,
+// so connecting to the pod's address reaches the application.
+//
+// LoopbackPorts opt ports in to loopback, in the original destination's
+// family (127.0.0.1 or ::1), for applications that listen only there; the
+// original destination is then the fallback when loopback refuses.
+type Inbound struct {
+	LoopbackPorts ports.List
+}
 
 var (
 	loopback4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	loopback6 = netip.IPv6Loopback()
 )
 
-func (Local) Resolve(_ context.Context, t Target) (Endpoint, error) {
-	if t.OrigDst.Port() == 0 {
+func (r Inbound) Resolve(_ context.Context, t Target) (Endpoint, error) {
+	port := t.OrigDst.Port()
+	if port == 0 || !t.OrigDst.Addr().IsValid() {
 		return Endpoint{}, ErrNoEndpoint
 	}
+	a := t.OrigDst.Addr().Unmap()
+	if !r.LoopbackPorts.Contains(port) {
+		return Endpoint{Addr: netip.AddrPortFrom(a, port)}, nil
+	}
 	lo := loopback4
-	if a := t.OrigDst.Addr(); a.Is6() && !a.Is4In6() {
+	if a.Is6() {
 		lo = loopback6
 	}
-	e := Endpoint{Addr: netip.AddrPortFrom(lo, t.OrigDst.Port())}
-	if a := t.OrigDst.Addr().Unmap(); a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() {
-		e.Fallback = netip.AddrPortFrom(a, t.OrigDst.Port())
+	e := Endpoint{Addr: netip.AddrPortFrom(lo, port)}
+	if !a.IsLoopback() && !a.IsUnspecified() {
+		e.Fallback = netip.AddrPortFrom(a, port)
 	}
 	return e, nil
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+
+	"github.com/conduitmesh/conduit/pkg/ports"
 )
 
 func TestResolvers(t *testing.T) {
@@ -15,9 +17,12 @@ func TestResolvers(t *testing.T) {
 	if err != nil || e.Addr != dst {
 		t.Fatalf("OrigDst: %v %v", e, err)
 	}
-	e, err = Local{}.Resolve(context.Background(), Target{OrigDst: dst})
-	if err != nil || e.Addr != netip.MustParseAddrPort("127.0.0.1:8080") {
-		t.Fatalf("Local: %v %v", e, err)
+	e, err = Inbound{}.Resolve(context.Background(), Target{OrigDst: dst})
+	if err != nil || e.Addr != dst || e.Fallback.IsValid() {
+		t.Fatalf("Inbound: %+v %v, want the original destination and no fallback", e, err)
+	}
+	if _, err := (Inbound{}).Resolve(context.Background(), Target{}); !errors.Is(err, ErrNoEndpoint) {
+		t.Fatalf("Inbound without destination: %v", err)
 	}
 	if _, err := (OrigDst{}).Resolve(context.Background(), Target{}); !errors.Is(err, ErrNoEndpoint) {
 		t.Fatalf("OrigDst without destination: %v", err)
@@ -27,14 +32,42 @@ func TestResolvers(t *testing.T) {
 	}
 }
 
-// An application listening only on the pod's address is reached through
-// the fallback when loopback refuses.
-func TestLocalFallsBackToPodAddress(t *testing.T) {
-	e, err := Local{}.Resolve(context.Background(), Target{OrigDst: netip.MustParseAddrPort("10.1.2.3:8080")})
-	if err != nil || e.Fallback != netip.MustParseAddrPort("10.1.2.3:8080") {
-		t.Fatalf("Local: %+v %v, want the original destination as fallback", e, err)
+// By default an inbound connection goes to the pod's address, never to
+// loopback: an application port bound only to loopback stays private.
+func TestInboundDefaultIsThePodAddress(t *testing.T) {
+	for _, dst := range []string{"10.1.2.3:8080", "[fd00:c0d::2]:8080", "[::ffff:10.1.2.3]:8080"} {
+		e, err := Inbound{LoopbackPorts: ports.Of(9090)}.Resolve(context.Background(), Target{OrigDst: netip.MustParseAddrPort(dst)})
+		want := netip.AddrPortFrom(netip.MustParseAddrPort(dst).Addr().Unmap(), 8080)
+		if err != nil || e.Addr != want || e.Fallback.IsValid() || e.Addr.Addr().IsLoopback() {
+			t.Errorf("Inbound(%s) = %+v %v, want %s only", dst, e, err, want)
+		}
 	}
-	e, _ = Local{}.Resolve(context.Background(), Target{OrigDst: netip.MustParseAddrPort("127.0.0.1:8080")})
+
+	// 127.0.0.2 stands for the pod's address; an application listening
+	// on 127.0.0.1 only, on the same port, is not reached.
+	lo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lo.Close()
+	port := netip.MustParseAddrPort(lo.Addr().String()).Port()
+	e, _ := Inbound{}.Resolve(context.Background(), Target{OrigDst: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), port)})
+	if c, err := (TCP{}).Connect(context.Background(), e); err == nil {
+		c.Close()
+		t.Fatalf("reached the loopback-only application at %s through %+v", lo.Addr(), e)
+	}
+}
+
+// A port opted in to loopback reaches an application listening only
+// there; one listening only on the pod's address is reached through the
+// fallback when loopback refuses.
+func TestInboundLoopbackPortFallsBackToPodAddress(t *testing.T) {
+	loopback := Inbound{LoopbackPorts: ports.MustParse("1-65535")}
+	e, err := loopback.Resolve(context.Background(), Target{OrigDst: netip.MustParseAddrPort("10.1.2.3:8080")})
+	if err != nil || e.Fallback != netip.MustParseAddrPort("10.1.2.3:8080") {
+		t.Fatalf("Inbound: %+v %v, want the original destination as fallback", e, err)
+	}
+	e, _ = loopback.Resolve(context.Background(), Target{OrigDst: netip.MustParseAddrPort("127.0.0.1:8080")})
 	if e.Fallback.IsValid() {
 		t.Fatalf("loopback destination got a fallback: %+v", e)
 	}
@@ -62,9 +95,10 @@ func TestLocalFallsBackToPodAddress(t *testing.T) {
 	c.Close()
 }
 
-// An IPv6 connection goes to the application on ::1, an IPv4 one (also
-// when written as an IPv4-mapped address) on 127.0.0.1.
-func TestLocalKeepsTheFamily(t *testing.T) {
+// On a loopback port an IPv6 connection goes to the application on ::1,
+// an IPv4 one (also when written as an IPv4-mapped address) on 127.0.0.1.
+func TestInboundLoopbackKeepsTheFamily(t *testing.T) {
+	loopback := Inbound{LoopbackPorts: ports.MustParse("1-65535")}
 	for _, tc := range []struct {
 		dst, addr, fallback string
 	}{
@@ -73,16 +107,16 @@ func TestLocalKeepsTheFamily(t *testing.T) {
 		{"[::ffff:10.1.2.3]:8080", "127.0.0.1:8080", "10.1.2.3:8080"},
 		{"10.1.2.3:8080", "127.0.0.1:8080", "10.1.2.3:8080"},
 	} {
-		e, err := Local{}.Resolve(context.Background(), Target{OrigDst: netip.MustParseAddrPort(tc.dst)})
+		e, err := loopback.Resolve(context.Background(), Target{OrigDst: netip.MustParseAddrPort(tc.dst)})
 		if err != nil {
-			t.Fatalf("Local(%s): %v", tc.dst, err)
+			t.Fatalf("Inbound(%s): %v", tc.dst, err)
 		}
 		var fallback string
 		if e.Fallback.IsValid() {
 			fallback = e.Fallback.String()
 		}
 		if e.Addr.String() != tc.addr || fallback != tc.fallback {
-			t.Errorf("Local(%s) = %s fallback %q, want %s fallback %q", tc.dst, e.Addr, fallback, tc.addr, tc.fallback)
+			t.Errorf("Inbound(%s) = %s fallback %q, want %s fallback %q", tc.dst, e.Addr, fallback, tc.addr, tc.fallback)
 		}
 	}
 
@@ -101,7 +135,7 @@ func TestLocalKeepsTheFamily(t *testing.T) {
 		}
 	}()
 	port := netip.MustParseAddrPort(ln.Addr().String()).Port()
-	e, _ := Local{}.Resolve(context.Background(), Target{OrigDst: netip.AddrPortFrom(netip.MustParseAddr("fd00:c0d::2"), port)})
+	e, _ := loopback.Resolve(context.Background(), Target{OrigDst: netip.AddrPortFrom(netip.MustParseAddr("fd00:c0d::2"), port)})
 	c, err := TCP{}.Connect(context.Background(), e)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", e.Addr, err)

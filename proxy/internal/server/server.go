@@ -10,17 +10,20 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/conduitmesh/conduit/pkg/ports"
 	"github.com/conduitmesh/conduit/proxy/internal/conn"
 	"github.com/conduitmesh/conduit/proxy/internal/detect"
+	"github.com/conduitmesh/conduit/proxy/internal/fdlimit"
 	"github.com/conduitmesh/conduit/proxy/internal/metrics"
 	"github.com/conduitmesh/conduit/proxy/internal/opaque"
 	"github.com/conduitmesh/conduit/proxy/internal/origdst"
 	"github.com/conduitmesh/conduit/proxy/internal/resolve"
 	"github.com/conduitmesh/conduit/proxy/internal/speakfirst"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ConnHandler serves one detected protocol on a connection and returns
@@ -61,16 +64,44 @@ type Config struct {
 	// upstream connection is opened to see whether the server speaks
 	// first; zero means speakfirst.ClientWindow.
 	ClientWindow time.Duration
+	// OpaqueIdleTimeout closes opaque TCP on which neither side sent a
+	// byte for that long; zero means never.
+	OpaqueIdleTimeout time.Duration
+	// FDs, when set, is asked at every accept whether the connection fits
+	// in the file descriptor budget; one that does not is closed at once
+	// and counted in contract.MetricTCPShedTotal.
+	FDs *fdlimit.Budget
+	// MaxEarlyDials bounds the upstream connections opened for clients
+	// that are still silent (speakfirst) at one time; beyond it a silent
+	// client waits for its bytes or the detection timeout, as without
+	// the race. Zero means DefaultMaxEarlyDials.
+	MaxEarlyDials int
 	// HTTP1 and HTTP2 serve detected HTTP; when nil that protocol is
 	// forwarded as opaque TCP.
 	HTTP1, HTTP2 ConnHandler
 	Log          *slog.Logger
 }
 
+// DefaultMaxEarlyDials is Config.MaxEarlyDials' default: enough for a
+// burst of server-first connections (a database pool filling up), small
+// enough that a flood of silent clients cannot make the proxy open as
+// many connections to the application.
+const DefaultMaxEarlyDials = 256
+
+// shedLogEvery is how often at most shed connections are logged.
+const shedLogEvery = 10 * time.Second
+
 // Server serves one direction. It is safe to Serve several listeners.
 type Server struct {
-	cfg Config
-	tcp *metrics.TCP
+	cfg  Config
+	tcp  *metrics.TCP
+	shed prometheus.Counter
+
+	early atomic.Int64 // upstream connections opened for silent clients, in detection
+
+	shedMu     sync.Mutex
+	shedSince  int // shed since the last log line
+	shedLogged time.Time
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -100,9 +131,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxEarlyDials == 0 {
+		cfg.MaxEarlyDials = DefaultMaxEarlyDials
+	}
 	return &Server{
 		cfg:       cfg,
 		tcp:       cfg.Metrics.TCP(cfg.Direction, false),
+		shed:      cfg.Metrics.Shed(cfg.Direction),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn.Conn]struct{}{},
 	}, nil
@@ -143,9 +178,36 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		if s.cfg.FDs != nil && !s.cfg.FDs.Admit() {
+			s.shedConn(c)
+			continue
+		}
 		s.wg.Add(1)
 		go s.serveConn(c)
 	}
+}
+
+// shedConn closes a connection that does not fit in the descriptor
+// budget, with a reset (no TIME_WAIT, and the client knows at once), and
+// logs at most every shedLogEvery.
+func (s *Server) shedConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+	s.shed.Inc()
+	s.shedMu.Lock()
+	s.shedSince++
+	now := time.Now()
+	if now.Sub(s.shedLogged) < shedLogEvery {
+		s.shedMu.Unlock()
+		return
+	}
+	n := s.shedSince
+	s.shedSince, s.shedLogged = 0, now
+	s.shedMu.Unlock()
+	s.cfg.Log.Warn("near the file descriptor limit: closing new connections at accept",
+		"direction", s.cfg.Direction, "shed", n, "limit", s.cfg.FDs.Limit(), "reserved", s.cfg.FDs.Reserved())
 }
 
 func (s *Server) serveConn(raw net.Conn) {
@@ -180,9 +242,18 @@ func (s *Server) serveConn(raw net.Conn) {
 		// A silent client does not wait out the timeout: the upstream
 		// connection is opened and a server that speaks first makes the
 		// connection opaque at once.
+		var counted bool
 		r, err := speakfirst.Detect(c, func(ctx context.Context) (net.Conn, error) {
+			if s.early.Add(1) > int64(s.cfg.MaxEarlyDials) {
+				s.early.Add(-1)
+				return nil, errTooManyEarly
+			}
+			counted = true
 			return s.dialOpaque(ctx, c)
 		}, s.cfg.ClientWindow, s.cfg.DetectTimeout)
+		if counted {
+			s.early.Add(-1)
+		}
 		if err != nil {
 			return
 		}
@@ -203,6 +274,10 @@ func (s *Server) serveConn(raw net.Conn) {
 		s.forwardOpaque(c, early)
 	}
 }
+
+// errTooManyEarly refuses an early upstream connection: MaxEarlyDials
+// are open already.
+var errTooManyEarly = errors.New("too many upstream connections for silent clients")
 
 func closeConn(c net.Conn) {
 	if c != nil {
@@ -242,8 +317,12 @@ func (s *Server) forwardOpaque(c *conn.Conn, up net.Conn) {
 			return
 		}
 	}
+	// At the drain timeout's end the server aborts c: the client socket
+	// is closed, which ends Forward, and the upstream is closed too so
+	// nothing waits on it.
+	c.OnAbort(func() { up.Close() })
 	prefix, _ := c.Reader.Peek(c.Reader.Buffered())
-	opaque.Forward(c.Raw(), prefix, up, c.Counts())
+	opaque.ForwardIdle(c.Raw(), prefix, up, c.Counts(), s.cfg.OpaqueIdleTimeout)
 }
 
 func (s *Server) track(c *conn.Conn) bool {

@@ -219,7 +219,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 			DetectTimeout:     o.DetectTimeout,
 			OpaqueIdleTimeout: o.OpaqueIdleTimeout,
 			FDs:               fds,
-			HTTP1:             http1.New(direction, r, o.Connector, m, http1.WithLogger(log), http1.WithTap(hub)),
+			HTTP1:             http1.New(direction, r, o.Connector, m, http1.WithLogger(log), http1.WithTap(hub), http1.WithTimeouts(http1.Timeouts{HeadRead: o.HeadReadTimeout, KeepAlive: o.KeepAliveTimeout, StreamIdle: o.StreamIdleTimeout})),
 			HTTP2:             h2.New(direction, r, o.Connector, m, h2.WithLogger(log), h2.WithTap(hub)),
 			Log:               log,
 		})

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/conduitmesh/conduit/proxy/internal/conn"
@@ -17,8 +18,18 @@ type upstream struct {
 	w         *bufio.Writer
 	addr      netip.AddrPort
 	idleSince time.Time
-	reused    bool // has served a request before
-	resp      head // the response head, parsed in place
+	reused    bool      // has served a request before
+	lastUsed  time.Time // when its last request began
+	resp      head      // the response head, parsed in place
+
+	// The stream idle timeout on reads and writes.
+	ir idleReader
+	iw idleWriter
+	// For alive: the raw socket, and the peek bound once.
+	rc      syscall.RawConn
+	peekFn  func(fd uintptr)
+	peekOK  bool
+	peekBuf [1]byte
 }
 
 func (u *upstream) close() { u.conn.Close() }
@@ -28,6 +39,7 @@ type pool struct {
 	maxIdle     int // per endpoint
 	idleTimeout time.Duration
 	bufSize     int
+	streamIdle  time.Duration // for each connection's reads and writes
 
 	mu    sync.Mutex
 	idle  map[netip.AddrPort][]*upstream
@@ -113,12 +125,19 @@ func (p *pool) closeExpired() {
 
 func (p *pool) wrap(c net.Conn, addr netip.AddrPort) *upstream {
 	rw := conn.RawIO(c) // see RawIO: no scheduler hand-offs per request
-	return &upstream{
+	u := &upstream{
 		conn: c,
-		r:    bufio.NewReaderSize(rw, p.bufSize),
-		w:    bufio.NewWriterSize(rw, p.bufSize),
 		addr: addr,
+		ir:   idleReader{r: rw, c: c, idle: p.streamIdle},
+		iw:   idleWriter{w: rw, c: c, idle: p.streamIdle},
 	}
+	u.r = bufio.NewReaderSize(&u.ir, p.bufSize)
+	u.w = bufio.NewWriterSize(&u.iw, p.bufSize)
+	if sc, ok := c.(syscall.Conn); ok {
+		u.rc, _ = sc.SyscallConn()
+		u.peekFn = u.peek
+	}
+	return u
 }
 
 // closeIdle closes every idle connection.

@@ -36,7 +36,29 @@ type Proxy struct {
 	bufSize   int
 	states    sync.Pool
 	tap       tap.Observer
+	timeouts  Timeouts
 }
+
+// Timeouts bound how long a client or an upstream may keep a request
+// waiting. Zero disables one.
+type Timeouts struct {
+	// HeadRead bounds reading a request head, from its first byte to its
+	// end (a client trickling a head, Slowloris).
+	HeadRead time.Duration
+	// KeepAlive closes a client connection idle between requests.
+	KeepAlive time.Duration
+	// StreamIdle ends a request whose upstream sends nothing for that
+	// long: before the response head it is answered 504, after it the
+	// connection is closed.
+	StreamIdle time.Duration
+}
+
+// DefaultTimeouts are the timeouts a Proxy has unless WithTimeouts says
+// otherwise (the same as app.Defaults).
+var DefaultTimeouts = Timeouts{HeadRead: 30 * time.Second, KeepAlive: 5 * time.Minute, StreamIdle: 5 * time.Minute}
+
+// WithTimeouts sets the client and upstream timeouts.
+func WithTimeouts(t Timeouts) Option { return func(p *Proxy) { p.timeouts = t } }
 
 // Option configures a Proxy.
 type Option func(*Proxy)
@@ -48,7 +70,7 @@ func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
 func WithTap(o tap.Observer) Option { return func(p *Proxy) { p.tap = o } }
 
 // WithPool sets how many idle connections are kept per endpoint and for how
-// long (defaults 64 and 60s).
+// long (defaults 64 and DefaultPoolIdle).
 func WithPool(maxIdle int, idleTimeout time.Duration) Option {
 	return func(p *Proxy) { p.pool.maxIdle, p.pool.idleTimeout = maxIdle, idleTimeout }
 }
@@ -59,16 +81,24 @@ func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.M
 	const bufSize = 4096
 	p := &Proxy{
 		direction: direction, resolver: r, connector: c, metrics: m,
-		log:     slog.New(slog.DiscardHandler),
-		pool:    newPool(64, 60*time.Second, bufSize),
-		bufSize: bufSize,
+		log:      slog.New(slog.DiscardHandler),
+		pool:     newPool(64, DefaultPoolIdle, bufSize),
+		bufSize:  bufSize,
+		timeouts: DefaultTimeouts,
 	}
-	p.states.New = func() any { return &clientState{w: bufio.NewWriterSize(nil, bufSize)} }
+	p.states.New = func() any { return newClientState(bufSize) }
 	for _, o := range opts {
 		o(p)
 	}
+	p.pool.streamIdle = p.timeouts.StreamIdle
 	return p
 }
+
+// DefaultPoolIdle is how long an idle upstream connection is kept: under
+// the 5 s keep-alive of Node.js and Apache, so the upstream rarely closes
+// a connection just as the proxy reuses it (see alive for the other
+// cases).
+const DefaultPoolIdle = 4 * time.Second
 
 // Drain closes idle upstream connections; client connections drain
 // through conn.Conn.OnDrain.
@@ -97,21 +127,65 @@ type clientState struct {
 
 	call *tap.Call // the request in flight, when tapped
 	seq  uint64    // requests on this connection (tap ids)
+
+	c    *conn.Conn
+	cw   idleWriter               // writes to c under the stream idle timeout
+	held atomic.Pointer[upstream] // what abort closes
+
+	// The watch on the client while a response is slow (watchClient).
+	watch      *time.Timer
+	watchUp    atomic.Pointer[upstream]
+	watchStop  atomic.Bool
+	watchDone  chan struct{}
+	clientGone atomic.Bool
+	clientRC   syscall.RawConn // c's, once a watch needed it
+	peekFn     func(fd uintptr) bool
+	peekGone   bool
+	peekBuf    [1]byte
+	abortFn    func()
+}
+
+func newClientState(bufSize int) *clientState {
+	cs := &clientState{w: bufio.NewWriterSize(nil, bufSize), watchDone: make(chan struct{}, 1)}
+	cs.watch = time.AfterFunc(time.Hour, cs.watchClient)
+	cs.watch.Stop()
+	cs.peekFn, cs.abortFn = cs.peekClient, cs.abort
+	return cs
+}
+
+// exchange is one request as serve's steps hand it on.
+type exchange struct {
+	start      time.Time
+	route      *metrics.Route
+	tunnel     bool // CONNECT
+	switching  bool // CONNECT, or an Upgrade forwarded
+	hasBody    bool
+	isHead     bool
+	idempotent bool
+	reqLen     int64
+	upErr      error // the upstream failed while taking the request
 }
 
 // ServeConn serves requests on c until the client closes, an error makes
 // the connection unusable, or the server drains.
 func (p *Proxy) ServeConn(c *conn.Conn) {
 	cs := p.states.Get().(*clientState)
-	cs.w.Reset(c)
+	cs.c, cs.clientRC = c, nil
+	cs.cw = idleWriter{w: c, c: c, idle: p.timeouts.StreamIdle}
+	cs.w.Reset(&cs.cw)
 	cs.seq = 0
 	cs.state.Store(stateActive)
+	c.OnAbort(cs.abortFn)
 	defer func() {
+		c.OnAbort(nil)
+		cs.held.Store(nil)
 		if cs.up != nil {
 			p.pool.put(cs.up, time.Now())
 			cs.up = nil
 		}
 		cs.w.Reset(nil)
+		cs.cw = idleWriter{}
+		cs.c, cs.clientRC = nil, nil
 		cs.route, cs.response = nil, nil
 		p.states.Put(cs)
 	}()
@@ -123,14 +197,10 @@ func (p *Proxy) ServeConn(c *conn.Conn) {
 	})
 	defer c.OnDrain(nil)
 	for {
-		cs.state.Store(stateIdle)
-		if c.Draining() {
+		if !p.nextRequest(c, cs) {
 			return
 		}
 		err := cs.req.read(c.Reader, true)
-		if !cs.state.CompareAndSwap(stateIdle, stateActive) {
-			return
-		}
 		if err != nil {
 			if status, reason := requestErrorStatus(err); status != 0 {
 				writeErrorResponse(cs.w, status, reason, false, false)
@@ -174,148 +244,244 @@ const (
 )
 
 // serve forwards one request and its response. It reports whether the
-// client connection can carry another request.
+// client connection can carry another request. Its steps: begin (what
+// kind of request), resolve, forward (send it, with one retry when that is
+// safe, and read the response head), respond (forward the response).
 func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
-	start := time.Now()
+	var x exchange
+	p.begin(c, cs, &x)
+	ep, err := p.resolver.Resolve(context.Background(), resolve.Target{OrigDst: c.OrigDst, Authority: cs.authStr})
+	if err != nil {
+		return p.fail(cs, x.route, x.start, proxyerr.Map(proxyerr.Resolve, err), x.hasBody, x.isHead)
+	}
+	u, keep := p.forward(c, cs, &x, ep)
+	if u == nil {
+		cs.held.Store(cs.up)
+		return keep
+	}
+	keep = p.respond(c, cs, &x, u)
+	cs.held.Store(cs.up)
+	return keep
+}
+
+// begin counts the request and works out what kind it is.
+func (p *Proxy) begin(c *conn.Conn, cs *clientState, x *exchange) {
+	x.start = time.Now()
 	req := &cs.req
-	route := cs.routeFor(p, req)
-	route.Request()
+	x.route = cs.routeFor(p, req)
+	x.route.Request()
 	cs.seq++
 	if p.tap != nil && p.tap.Observing() {
-		cs.call = p.tapStart(c, cs, cs.seq, start)
+		cs.call = p.tapStart(c, cs, cs.seq, x.start)
 	}
-
+	method := req.bytes(req.method)
 	// A tunnel (CONNECT) or a protocol switch (Upgrade) takes a
 	// connection of its own, spliced once the upstream agrees.
-	tunnel := equalFold(req.bytes(req.method), "connect")
+	x.tunnel = equalFold(method, "connect")
 	if req.upgrade {
 		req.switchTo = req.upgradeValue()
 	}
-	switching := tunnel || req.switchTo.end > req.switchTo.start
-	if switching && cs.up != nil {
+	x.switching = x.tunnel || req.switchTo.end > req.switchTo.start
+	if x.switching && cs.up != nil {
 		// The switch takes a fresh connection; the kept one goes back to
 		// the pool rather than being replaced unclosed.
-		p.pool.put(cs.up, start)
+		p.pool.put(cs.up, x.start)
 		cs.up = nil
 	}
-	reqLen := max(req.contentLength, 0)
-	hasBody := req.teChunked || reqLen > 0
-	isHead := equalFold(req.bytes(req.method), "head")
+	x.reqLen = max(req.contentLength, 0)
+	x.hasBody = req.teChunked || x.reqLen > 0
+	x.isHead = equalFold(method, "head")
+	x.idempotent = isIdempotent(method)
+}
 
-	ep, err := p.resolver.Resolve(context.Background(), resolve.Target{OrigDst: c.OrigDst, Authority: cs.authStr})
-	if err != nil {
-		return p.fail(cs, route, start, proxyerr.Map(proxyerr.Resolve, err), hasBody, isHead)
-	}
-
-	var u *upstream
-	var upErr error // the upstream failed while taking the request
+// forward sends the request to ep and reads the response head. A request
+// that failed on a reused connection before any response byte goes once
+// more on a fresh one when that is safe (retryable). It returns the
+// upstream holding the response head, or nil when the request is over
+// (answered by the proxy, or the client is gone) with whether the client
+// connection goes on.
+func (p *Proxy) forward(c *conn.Conn, cs *clientState, x *exchange, ep resolve.Endpoint) (*upstream, bool) {
 	for attempt := 0; ; attempt++ {
-		if u, err = p.upstreamFor(cs, ep, start, attempt > 0 || switching); err != nil {
-			return p.fail(cs, route, start, proxyerr.Map(proxyerr.Connect, err), hasBody, isHead)
+		u, err := p.upstreamFor(cs, ep, x.start, attempt > 0 || x.switching)
+		if err != nil {
+			return nil, p.fail(cs, x.route, x.start, proxyerr.Map(proxyerr.Connect, err), x.hasBody, x.isHead)
 		}
-		writeRequestHead(u.w, req, c.OrigDst)
-		if hasBody {
-			if req.expectContinue && req.minor == 1 {
-				cs.w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-				if cs.w.Flush() != nil {
-					u.close()
-					return false
-				}
-			}
-			if req.teChunked {
-				err = copyChunked(u.w, c.Reader, false)
-			} else {
-				err = copyLength(u.w, c.Reader, reqLen)
-			}
-			var re readError
-			if errors.As(err, &re) {
-				// The client went away or sent a broken body: the upstream
-				// has a partial request and cannot be reused.
-				u.close()
-				return false
-			}
-			upErr = err
+		cs.held.Store(u)
+		u.lastUsed = x.start
+		unsent, err := p.send(c, cs, x, u)
+		if err != nil {
+			// The client went away or sent a broken body: the upstream
+			// has a partial request and cannot be reused.
+			u.close()
+			return nil, false
 		}
-		if err := u.w.Flush(); err != nil && upErr == nil {
-			upErr = err
-		}
-		err = readResponseHead(u, cs, req.minor)
+		err = p.awaitResponse(cs, u)
 		if err == nil {
-			break
+			return u, false
 		}
 		u.close()
-		// A pooled connection the upstream had already closed fails
-		// before any response byte; a request without a body can be sent
-		// again on a fresh connection.
-		if attempt == 0 && u.reused && !hasBody && staleConnError(err, upErr) {
+		if err == errClientGone {
+			return nil, false
+		}
+		if attempt == 0 && x.retryable(u, err, unsent) {
 			continue
 		}
-		if upErr != nil && errors.Is(err, io.EOF) {
-			err = upErr
+		if x.upErr != nil && errors.Is(err, io.EOF) {
+			err = x.upErr
 		}
-		return p.fail(cs, route, start, proxyerr.Map(proxyerr.Response, err), hasBody && upErr != nil, isHead)
+		return nil, p.fail(cs, x.route, x.start, proxyerr.Map(proxyerr.Response, err), x.hasBody && x.upErr != nil, x.isHead)
 	}
+}
 
-	resp := &u.resp
-	cs.responseFor(route, resp.status).Observe(time.Since(start))
+// send writes the request head and body to u. It returns an error only
+// when the client failed; an upstream that failed to take the request is
+// noted in x.upErr (it may still have answered), and unsent reports that
+// the head never fully left.
+func (p *Proxy) send(c *conn.Conn, cs *clientState, x *exchange, u *upstream) (unsent bool, err error) {
+	req := &cs.req
+	x.upErr = nil
+	writeRequestHead(u.w, req, c.OrigDst)
+	if x.hasBody {
+		if req.expectContinue && req.minor == 1 {
+			cs.w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := cs.w.Flush(); err != nil {
+				return false, err
+			}
+		}
+		// The body is bounded by the stream idle timeout, not the head's.
+		setReadTimeout(c, u.iw.idle)
+		u.iw.src = c
+		if req.teChunked {
+			err = copyChunked(u.w, c.Reader, false)
+		} else {
+			err = copyLength(u.w, c.Reader, x.reqLen)
+		}
+		u.iw.src = nil
+		var re readError
+		if errors.As(err, &re) {
+			return false, err
+		}
+		x.upErr = err
+	}
+	if err := u.w.Flush(); err != nil {
+		if x.upErr == nil {
+			x.upErr = err
+		}
+		// A head cut short cannot have been acted on.
+		unsent = !x.hasBody && u.w.Buffered() > 0
+	}
+	return unsent, nil
+}
+
+// retryable reports whether a request that failed on a reused connection
+// may go again on a fresh one: the failure looks like a connection the
+// upstream closed, the request had no body (it has been consumed), and it
+// cannot run twice: an idempotent method (RFC 9110 section 9.2.2), or a
+// head that never fully left. A POST the upstream may have run before
+// resetting is answered 502 rather than run again.
+func (x *exchange) retryable(u *upstream, err error, unsent bool) bool {
+	return u.reused && !x.hasBody && (x.idempotent || unsent) && staleConnError(err, x.upErr)
+}
+
+// respond forwards the response whose head u holds: a switch is spliced,
+// anything else has its body forwarded in the framing the client can read.
+// It reports whether the client connection goes on.
+func (p *Proxy) respond(c *conn.Conn, cs *clientState, x *exchange, u *upstream) bool {
+	req, resp := &cs.req, &u.resp
+	cs.responseFor(x.route, resp.status).Observe(time.Since(x.start))
 	if cs.call != nil {
 		cs.call.Response(resp.status, time.Now())
 	}
-	if switching {
-		if (tunnel && resp.status/100 == 2) || (!tunnel && resp.status == 101) {
-			p.splice(c, cs, u, tunnel)
+	if x.switching {
+		if (x.tunnel && resp.status/100 == 2) || (!x.tunnel && resp.status == 101) {
+			// A tunnel has no stream idle timeout, like opaque TCP.
+			u.ir.disarm()
+			u.iw.disarm()
+			cs.cw.disarm()
+			c.Raw().SetReadDeadline(time.Time{})
+			p.splice(c, cs, u, x.tunnel)
 			return false
 		}
 		// Refused: the answer is forwarded as usual, and the connection
 		// closes after it (a tunnel's client may already be sending).
-		req.connClose = tunnel || req.connClose
+		req.connClose = x.tunnel || req.connClose
 	}
-
-	mode := bodyUntilClose
-	switch {
-	case isHead || resp.status < 200 || resp.status == 204 || resp.status == 304:
-		mode = bodyNone
-	case resp.hasTE && resp.teChunked:
-		mode = bodyChunked
-	case resp.hasTE:
-	case resp.contentLength >= 0:
-		mode = bodyLength
-	}
-	upKeep := upErr == nil && mode != bodyUntilClose &&
-		((resp.minor == 1 && !resp.connClose) || (resp.minor == 0 && resp.connKeepAlive))
-	clientKeep := upErr == nil && !c.Draining() &&
-		((req.minor == 1 && !req.connClose) || (req.minor == 0 && req.connKeepAlive))
-	rechunk := mode == bodyUntilClose && req.minor == 1
-	dechunk := mode == bodyChunked && req.minor == 0
-	if (mode == bodyUntilClose && !rechunk) || dechunk {
-		clientKeep = false
-	}
-	writeResponseHead(cs.w, resp, clientKeep, req.minor, rechunk, dechunk)
+	f := framingFor(req, resp, x, c.Draining())
+	writeResponseHead(cs.w, resp, f.clientKeep, req.minor, f.rechunk, f.dechunk)
 	var headEnd int64
 	if cs.call != nil {
 		headEnd = c.Written() + int64(cs.w.Buffered())
 	}
-	switch mode {
-	case bodyLength:
-		err = copyLength(cs.w, u.r, resp.contentLength)
-	case bodyChunked:
-		err = copyChunked(cs.w, u.r, dechunk)
-	case bodyUntilClose:
-		err = copyUntilEOF(cs.w, u.r, rechunk)
-	}
-	if err == nil {
-		err = cs.w.Flush()
-	}
+	err := copyResponseBody(cs.w, u, &f)
 	if cs.call != nil {
 		cs.tapEnd(c.Written()-headEnd, err)
 	}
-	if err != nil || !upKeep {
+	if err != nil || !f.upKeep {
 		u.close()
 		cs.up = nil
-		return err == nil && clientKeep
+		return err == nil && f.clientKeep
 	}
 	cs.up = u
-	return clientKeep
+	return f.clientKeep
+}
+
+// framing is how a response goes to the client, and which connections
+// stay open after it.
+type framing struct {
+	mode               bodyMode
+	upKeep, clientKeep bool
+	rechunk, dechunk   bool // close-delimited to chunked (1.1 client), chunked to raw (1.0)
+}
+
+func framingFor(req, resp *head, x *exchange, draining bool) framing {
+	f := framing{mode: responseBodyMode(resp, x.isHead)}
+	f.upKeep = x.upErr == nil && f.mode != bodyUntilClose && keepAlive(resp)
+	f.clientKeep = x.upErr == nil && !draining && keepAlive(req)
+	f.rechunk = f.mode == bodyUntilClose && req.minor == 1
+	f.dechunk = f.mode == bodyChunked && req.minor == 0
+	if (f.mode == bodyUntilClose && !f.rechunk) || f.dechunk {
+		f.clientKeep = false // the end of the body is the end of the connection
+	}
+	return f
+}
+
+// keepAlive reports whether a message's sender keeps the connection open
+// after it (RFC 9112 section 9.3).
+func keepAlive(h *head) bool {
+	return (h.minor == 1 && !h.connClose) || (h.minor == 0 && h.connKeepAlive)
+}
+
+// copyResponseBody forwards the response body from u to w and flushes.
+func copyResponseBody(w *bufio.Writer, u *upstream, f *framing) error {
+	var err error
+	switch f.mode {
+	case bodyLength:
+		err = copyLength(w, u.r, u.resp.contentLength)
+	case bodyChunked:
+		err = copyChunked(w, u.r, f.dechunk)
+	case bodyUntilClose:
+		err = copyUntilEOF(w, u.r, f.rechunk)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	return err
+}
+
+// responseBodyMode is how the response body is delimited (RFC 9112
+// section 6.3).
+func responseBodyMode(resp *head, isHead bool) bodyMode {
+	switch {
+	case isHead || resp.status < 200 || resp.status == 204 || resp.status == 304:
+		return bodyNone
+	case resp.hasTE && resp.teChunked:
+		return bodyChunked
+	case resp.hasTE:
+		return bodyUntilClose
+	case resp.contentLength >= 0:
+		return bodyLength
+	}
+	return bodyUntilClose
 }
 
 // staleConnError reports whether a failure looks like a reused connection
@@ -358,19 +524,33 @@ func readResponseHead(u *upstream, cs *clientState, clientMinor int) error {
 
 // upstreamFor returns a connection to ep: the one this client used last if
 // it goes to the same place, else a pooled one, else (or when fresh) a new
-// one.
+// one. A kept or pooled connection is used only if it is still alive: one
+// the upstream closed while it was idle is dropped before any byte is
+// written to it. The kept one is checked once it has carried no request
+// for aliveCheckAfter.
 func (p *Proxy) upstreamFor(cs *clientState, ep resolve.Endpoint, now time.Time, fresh bool) (*upstream, error) {
 	if u := cs.up; u != nil && !fresh {
 		cs.up = nil
-		if u.addr == ep.Addr && ep.Identity == "" {
+		switch {
+		case u.addr != ep.Addr || ep.Identity != "":
+			p.pool.put(u, now)
+		case u.r.Buffered() == 0 && now.Sub(u.lastUsed) < aliveCheckAfter, u.alive():
 			u.reused = true
 			return u, nil
+		default:
+			u.close()
 		}
-		p.pool.put(u, now)
 	}
 	if ep.Identity == "" && !fresh {
-		if u := p.pool.get(ep.Addr, now); u != nil {
-			return u, nil
+		for {
+			u := p.pool.get(ep.Addr, now)
+			if u == nil {
+				break
+			}
+			if u.alive() {
+				return u, nil
+			}
+			u.close()
 		}
 	}
 	c, err := p.connector.Connect(context.Background(), ep)

@@ -68,7 +68,10 @@ SOAK_DURATION ?= 10m
 soak:
 	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 30m -run '^TestSoak$$' ./proxy/integration/soak/
 
+## lint: gofmt, a tidy go.mod and go.sum (go mod tidy -diff prints what
+## `go mod tidy` would change), go vet and staticcheck.
 lint:
+	$(GO) mod tidy -diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...

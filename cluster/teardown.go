@@ -278,24 +278,32 @@ func cgroupControllers() []string {
 }
 
 // killCgroupProcs SIGKILLs every process in a cgroup named name (and below)
-// in any controller.
+// in any controller, until none is left (or 5 s have passed), so that the
+// cgroups can be removed.
 func killCgroupProcs(name string) {
-	for _, ctl := range cgroupControllers() {
-		root := filepath.Join(ctl, name)
-		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-				return nil
-			}
-			b, _ := os.ReadFile(p)
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
+	kill := func() (left int) {
+		for _, ctl := range cgroupControllers() {
+			root := filepath.Join(ctl, name)
+			_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+				if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+					return nil
 				}
-			}
-			return nil
-		})
+				b, _ := os.ReadFile(p)
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+						left++
+					}
+				}
+				return nil
+			})
+		}
+		return left
 	}
-	time.Sleep(300 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for kill() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // removeCgroupTree removes a cgroup and its children, deepest first.

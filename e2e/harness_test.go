@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/conduitmesh/conduit/cluster"
+	"github.com/conduitmesh/conduit/internal/testutil"
 )
 
 // machineState is what the harness may touch on the host, as seen from
@@ -157,16 +159,12 @@ spec:
 func checkNoPull(t *testing.T, kc string) {
 	t.Helper()
 	kubectl(t, kc, "run", "nopull", "--image=conduit.local/absent:v1", "--restart=Never")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.Eventually(t, 60*time.Second, time.Second, func() error {
 		ev := kubectl(t, kc, "get", "events", "--field-selector", "involvedObject.name=nopull", "-o", "jsonpath={.items[*].message}")
-		if strings.Contains(ev, "proxyconnect tcp: dial tcp 127.0.0.1:9") {
-			break
+		if !strings.Contains(ev, "proxyconnect tcp: dial tcp 127.0.0.1:9") {
+			return fmt.Errorf("pull of a missing image did not fail on the loopback proxy; events: %s", ev)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pull of a missing image did not fail on the loopback proxy; events: %s", ev)
-		}
-		time.Sleep(time.Second)
-	}
+		return nil
+	})
 	kubectl(t, kc, "delete", "pod", "nopull", "--wait=false")
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/conduitmesh/conduit/cluster"
+	"github.com/conduitmesh/conduit/internal/testutil"
 	"github.com/conduitmesh/conduit/pkg/contract"
 )
 
@@ -175,13 +177,12 @@ func TestMeshstatTapThroughAPIServer(t *testing.T) {
 	}
 	waitPods := func(what string, ok func(map[string]bool) bool) map[string]bool {
 		t.Helper()
-		deadline := time.Now().Add(2 * time.Minute)
-		for !ok(pods()) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; pods seen %v\nstderr:\n%s", what, pods(), stderr.String())
+		testutil.Eventually(t, 2*time.Minute, 200*time.Millisecond, func() error {
+			if seen := pods(); !ok(seen) {
+				return fmt.Errorf("waiting for %s; pods seen %v\nstderr:\n%s", what, seen, stderr.String())
 			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return nil
+		})
 		return pods()
 	}
 	first := waitPods("both pods' streams", func(m map[string]bool) bool { return len(m) == 2 })

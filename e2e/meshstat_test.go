@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/conduitmesh/conduit/cluster"
+	"github.com/conduitmesh/conduit/internal/testutil"
+	meshstatstat "github.com/conduitmesh/conduit/meshstat/stat"
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -262,8 +265,23 @@ func TestMeshstatStat(t *testing.T) {
 		t.Fatalf("the load pod did not start: %v\n%s", err, out)
 	}
 	started := time.Now()
-	// A full window (1m) of steady load, plus scrapes (10 s) and discovery.
-	time.Sleep(85 * time.Second)
+	// meshstat's rate window must lie wholly inside the steady load: wait
+	// until Prometheus's samples of web's inbound traffic span the window
+	// plus one scrape (discovery and the first scrape come before them).
+	window, err := time.ParseDuration(meshstatstat.DefaultWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, loadSeconds*time.Second-time.Since(started), 2*time.Second, func() error {
+		span, gap, err := promSampleSpan(kc, contract.MetricRequestTotal+`{namespace="`+statNS+`",deployment="web",direction="inbound"}`)
+		if err != nil {
+			return err
+		}
+		if span < window+gap {
+			return fmt.Errorf("Prometheus's samples of web's inbound requests span %v, want the %v window and a %v scrape", span, window, gap)
+		}
+		return nil
+	})
 	deploys := stat("deploy", "-n", statNS)
 	toWeb := stat("job", "-n", statNS, "--to", "svc/web")
 	pods := stat("pod", "-n", statNS)
@@ -483,4 +501,48 @@ Code 200 : 2160 (90.0 %)
 	if r.ActualQPS != 19.99 || r.RetCodes["500"] != 240 || r.DurationHistogram.Count != 2400 || len(r.DurationHistogram.Percentiles) != 1 {
 		t.Fatalf("parsed %+v", r)
 	}
+}
+
+// promSampleSpan asks Prometheus, through the API server's service proxy as
+// meshstat does, for the last 5 minutes of raw samples of selector's series:
+// the time from the first sample of any series to the last, and the longest
+// gap between two samples of one series (a scrape interval, or more).
+func promSampleSpan(kc, selector string) (span, gap time.Duration, err error) {
+	path := "/api/v1/namespaces/" + contract.DefaultControlPlaneNamespace + "/services/" + contract.PrometheusServiceName + ":" +
+		contract.PrometheusPortName + "/proxy/api/v1/query?query=" + url.QueryEscape(selector+"[5m]")
+	out, err := kubectlErr(kc, "get", "--raw", path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("query %s: %v: %s", selector, err, out)
+	}
+	var resp struct {
+		Data struct {
+			Result []struct {
+				Values [][2]any `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		return 0, 0, fmt.Errorf("query %s: %v: %s", selector, err, out)
+	}
+	first, last := math.Inf(1), math.Inf(-1)
+	maxGap := 0.0
+	for _, r := range resp.Data.Result {
+		prev := math.NaN()
+		for _, v := range r.Values {
+			ts, ok := v[0].(float64)
+			if !ok {
+				return 0, 0, fmt.Errorf("query %s: sample time %v", selector, v[0])
+			}
+			first, last = math.Min(first, ts), math.Max(last, ts)
+			if !math.IsNaN(prev) {
+				maxGap = math.Max(maxGap, ts-prev)
+			}
+			prev = ts
+		}
+	}
+	if len(resp.Data.Result) == 0 || maxGap == 0 {
+		return 0, 0, fmt.Errorf("Prometheus has fewer than two samples of %s", selector)
+	}
+	sec := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+	return sec(last - first), sec(maxGap), nil
 }

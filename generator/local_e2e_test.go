@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/conduitmesh/conduit/cluster"
 	"github.com/conduitmesh/conduit/image"
+	"github.com/conduitmesh/conduit/internal/testutil"
 	"github.com/conduitmesh/conduit/pkg/contract"
 )
 
@@ -218,30 +220,34 @@ func TestLocalOverlayOnTheNode(t *testing.T) {
 	q := url.QueryEscape("sum by (deployment) (" + contract.MetricResponseTotal + "{direction=\"inbound\"})")
 	path := "/api/v1/namespaces/" + contract.DefaultControlPlaneNamespace + "/services/" +
 		contract.PrometheusServiceName + ":" + contract.PrometheusPortName + "/proxy/api/v1/query?query=" + q
-	deadline := time.Now().Add(3 * time.Minute)
 	var last string
-	for time.Now().Before(deadline) {
+	err = testutil.Poll(3*time.Minute, 3*time.Second, func() error {
 		out, err := kubectl("", "get", "--raw", path)
 		last = out
-		if err == nil {
-			var resp struct {
-				Data struct {
-					Result []struct {
-						Metric map[string]string `json:"metric"`
-						Value  []any             `json:"value"`
-					} `json:"result"`
-				} `json:"data"`
-			}
-			if json.Unmarshal([]byte(out), &resp) == nil {
-				for _, r := range resp.Data.Result {
-					if r.Metric["deployment"] == "web" {
-						t.Logf("response_total by deployment: %s", out)
-						return
-					}
-				}
+		if err != nil {
+			return err
+		}
+		var resp struct {
+			Data struct {
+				Result []struct {
+					Metric map[string]string `json:"metric"`
+					Value  []any             `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(out), &resp); err != nil {
+			return err
+		}
+		for _, r := range resp.Data.Result {
+			if r.Metric["deployment"] == "web" {
+				return nil
 			}
 		}
-		time.Sleep(3 * time.Second)
+		return fmt.Errorf("no deployment=\"web\" yet")
+	})
+	if err == nil {
+		t.Logf("response_total by deployment: %s", last)
+		return
 	}
 	logs, _ := kubectl("", "-n", contract.DefaultControlPlaneNamespace, "logs", "deployment/"+PrometheusName, "--all-containers", "--tail=40")
 	targets, _ := kubectl("", "get", "--raw", "/api/v1/namespaces/"+contract.DefaultControlPlaneNamespace+"/services/"+

@@ -6,27 +6,22 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/conduitmesh/conduit/image"
+	"github.com/conduitmesh/conduit/pkg/ocilayout"
 )
 
 // PinFromLayout pins ref to the image index in the OCI layout at dir (as
 // written by `make image`): the result is repo:tag@sha256:..., with the tag
 // from the layout's ref name when it has one, else ref's own tag.
 func PinFromLayout(ref, dir string) (string, error) {
-	digest, err := image.LayoutIndexDigest(dir)
+	digest, refName, err := ocilayout.IndexDigest(dir)
 	if err != nil {
 		return "", err
 	}
 	tag := tagOf(ref)
-	if root, err := layout.ImageIndexFromPath(dir); err == nil {
-		if m, err := root.IndexManifest(); err == nil && len(m.Manifests) == 1 {
-			if t := m.Manifests[0].Annotations[image.AnnotationRefName]; t != "" {
-				tag = t
-			}
-		}
+	if refName != "" {
+		tag = refName
 	}
 	out := repoOf(ref)
 	if tag != "" {

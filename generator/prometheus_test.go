@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/conduitmesh/conduit/discovery"
+	"github.com/conduitmesh/conduit/internal/testutil"
 	"github.com/conduitmesh/conduit/pkg/contract"
 )
 
@@ -121,19 +122,17 @@ func TestRealPrometheusScrapesThroughDiscovery(t *testing.T) {
 		}
 		return body.Data.Result, nil
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	// Until both have samples (or Prometheus has exited); the checks below
+	// say what is missing.
 	var byDeployment, tcp []map[string]any
-	for time.Now().Before(deadline) {
+	_ = testutil.Poll(60*time.Second, 250*time.Millisecond, func() error {
 		byDeployment, _ = query("sum by (deployment) (" + contract.MetricResponseTotal + ")")
 		tcp, _ = query(contract.MetricTCPOpenTotal)
-		if len(byDeployment) > 0 && len(tcp) > 0 {
-			break
+		if (len(byDeployment) > 0 && len(tcp) > 0) || cmd.ProcessState != nil {
+			return nil
 		}
-		if cmd.ProcessState != nil {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return fmt.Errorf("no samples yet")
+	})
 	if len(byDeployment) != 1 || get(byDeployment[0], "metric", "deployment") != "web" || get(byDeployment[0], "value", 1) != "7" {
 		t.Fatalf("sum by (deployment) (response_total) = %v\nprometheus log:\n%s", byDeployment, log.String())
 	}

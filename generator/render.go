@@ -23,8 +23,8 @@ type File struct {
 const (
 	PrometheusName       = contract.PrometheusServiceName
 	PrometheusConfigName = "conduit-prometheus-config"
-	MeshstatRoleName     = "conduit-meshstat"
-	MeshstatBindingName  = "conduit-meshstat-viewers"
+	MeshstatRoleName     = contract.MeshstatRoleName
+	MeshstatBindingName  = contract.MeshstatBindingName
 	InjectorConfigName   = "conduit-inject"
 	// InjectorDir holds the ProxyInjector functionConfig in its own
 	// kustomization: a transformer config, not an object to apply. Use it
@@ -364,7 +364,7 @@ func meshstat(c Config) []object {
 			Name:   MeshstatBindingName,
 			Labels: l,
 			Annotations: map[string]string{
-				"conduit.io/description": "Example: members of this group may run meshstat. Bind other users or groups the same way.",
+				contract.AnnotationDescription: "Example: members of this group may run meshstat. Bind other users or groups the same way.",
 			},
 		},
 		RoleRef:  &roleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: MeshstatRoleName},

@@ -176,6 +176,10 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 	if get(b, "subjects", 0, "kind") != "Group" || get(b, "subjects", 0, "name") != "conduit-meshstat-viewers" || get(b, "roleRef", "name") != "conduit-meshstat" {
 		t.Errorf("meshstat binding %v", b)
 	}
+	// meshstat names this file in its permission errors.
+	if fileDoc(t, files, contract.MeshstatBindingFile)["kind"] != "ClusterRoleBinding" {
+		t.Errorf("%s is not the meshstat binding", contract.MeshstatBindingFile)
+	}
 	sa := fileDoc(t, files, "serviceaccount-conduit-prometheus.yaml")
 	if get(sa, "automountServiceAccountToken") != false {
 		t.Error("the service account should not mount its token by default")

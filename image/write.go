@@ -12,11 +12,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/conduitmesh/conduit/pkg/ocilayout"
 )
 
 // AnnotationRefName is the OCI annotation naming an index in index.json.
-const AnnotationRefName = "org.opencontainers.image.ref.name"
+const AnnotationRefName = ocilayout.AnnotationRefName
 
 // WriteLayout writes idx as an OCI image layout at dir: index.json holds one
 // descriptor pointing at idx (annotated with refName when it is not empty)
@@ -56,24 +57,8 @@ func WriteLayout(dir string, idx v1.ImageIndex, refName string) error {
 // LayoutIndexDigest returns the digest of the image index that an OCI
 // layout written by WriteLayout points at: the digest to pin the image by.
 func LayoutIndexDigest(dir string) (v1.Hash, error) {
-	root, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("oci layout %s: %w", dir, err)
-	}
-	m, err := root.IndexManifest()
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("oci layout %s: %w", dir, err)
-	}
-	var found []v1.Hash
-	for _, d := range m.Manifests {
-		if d.MediaType == types.OCIImageIndex || d.MediaType == types.DockerManifestList {
-			found = append(found, d.Digest)
-		}
-	}
-	if len(found) != 1 {
-		return v1.Hash{}, fmt.Errorf("oci layout %s: index.json lists %d image indexes, want exactly 1", dir, len(found))
-	}
-	return found[0], nil
+	h, _, err := ocilayout.IndexDigest(dir)
+	return h, err
 }
 
 // ReadLayout returns the image index an OCI layout written by WriteLayout

@@ -7,10 +7,13 @@ import (
 	"net/url"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/conduitmesh/conduit/pkg/contract"
 )
 
 // RoleHint tells a user who lacks a permission how to get it.
-const RoleHint = "bind the read-only conduit-meshstat ClusterRole to your user or ServiceAccount (see base/clusterrolebinding-conduit-meshstat-viewers.yaml)"
+const RoleHint = "bind the read-only " + contract.MeshstatRoleName + " ClusterRole to your user or ServiceAccount (see " +
+	contract.BaseDir + "/" + contract.MeshstatBindingFile + ")"
 
 // Explain turns an API error into one that says what failed and how to fix
 // it. verb and resource name the request ("list", "pods"); namespace is ""

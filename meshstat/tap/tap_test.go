@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conduitmesh/conduit/internal/testutil"
 	"github.com/conduitmesh/conduit/meshstat/kube"
 	"github.com/conduitmesh/conduit/pkg/contract"
 	appsv1 "k8s.io/api/apps/v1"
@@ -43,13 +44,12 @@ func (s *syncBuffer) String() string {
 // waitFor polls until cond holds on the buffer's text, or fails.
 func waitFor(t *testing.T, what string, b *syncBuffer, cond func(string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond(b.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; have:\n%s", what, b.String())
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if s := b.String(); !cond(s) {
+			return fmt.Errorf("waiting for %s; have:\n%s", what, s)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // fakeAPI stands in for the API server's pods/proxy subresource on

@@ -264,3 +264,19 @@ const InjectBinaryPath = "/conduit-inject"
 // DefaultProxyImageRepo is the repository of the proxy image; the injector's
 // default image is this repository tagged with the release version.
 const DefaultProxyImageRepo = "ghcr.io/conduitmesh/conduit-proxy"
+
+// meshstat's read-only ClusterRole and the example ClusterRoleBinding to it,
+// which the generator renders into the control plane's base and meshstat
+// points a user to when the API server forbids a request.
+const (
+	MeshstatRoleName    = "conduit-meshstat"
+	MeshstatBindingName = "conduit-meshstat-viewers"
+	// BaseDir is the control plane's kustomize base in the repository,
+	// rendered there by the generator.
+	BaseDir = "base"
+	// MeshstatBindingFile is the binding's file in BaseDir (the generator
+	// names each file <lower-case kind>-<name>.yaml).
+	MeshstatBindingFile = "clusterrolebinding-" + MeshstatBindingName + ".yaml"
+	// AnnotationDescription explains a rendered object to its reader.
+	AnnotationDescription = "conduit.io/description"
+)

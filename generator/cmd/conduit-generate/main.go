@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/conduitmesh/conduit/generator"
+	"github.com/conduitmesh/conduit/pkg/contract"
 )
 
 type options struct {
@@ -160,7 +161,7 @@ func Run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 }
 
 func main() {
-	o := options{out: "base", overrides: map[string]*string{}, setFlags: map[string]bool{}}
+	o := options{out: contract.BaseDir, overrides: map[string]*string{}, setFlags: map[string]bool{}}
 	fs := pflag.NewFlagSet("conduit-generate", pflag.ContinueOnError)
 	fs.StringVar(&o.config, "config", "", "config file (YAML); unset fields take defaults")
 	fs.StringVar(&o.out, "out", o.out, "directory to render into; replaced as a whole")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,9 +13,9 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/fn/framework"
 	"sigs.k8s.io/kustomize/kyaml/kio"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+	"github.com/conduitmesh/conduit/internal/testutil"
+)
 
 // A golden case is a folder with input.yaml, optional args (one flag a
 // line; $CASE stands for the folder) and the expected want.yaml and
@@ -62,23 +61,6 @@ func runInject(args []string, stdin []byte) result {
 	return result{out.String(), errOut.String(), code}
 }
 
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the output:\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	for _, c := range loadCases(t, "cases") {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,8 +68,8 @@ func TestGolden(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
-			golden(t, filepath.Join(c.dir, "want.yaml"), r.stdout)
-			golden(t, filepath.Join(c.dir, "want.stderr"), r.stderr)
+			testutil.Golden(t, filepath.Join(c.dir, "want.yaml"), r.stdout)
+			testutil.Golden(t, filepath.Join(c.dir, "want.stderr"), r.stderr)
 		})
 	}
 }
@@ -148,7 +130,7 @@ func TestErrors(t *testing.T) {
 			if r.stdout != "" {
 				t.Errorf("wrote to stdout on error:\n%s", r.stdout)
 			}
-			golden(t, filepath.Join(c.dir, "want.stderr"), strings.ReplaceAll(r.stderr, c.dir, "$CASE"))
+			testutil.Golden(t, filepath.Join(c.dir, "want.stderr"), strings.ReplaceAll(r.stderr, c.dir, "$CASE"))
 		})
 	}
 }
@@ -463,7 +445,7 @@ func TestEmojivoto(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kustomize build: %v\n%s", err, stderr)
 	}
-	golden(t, filepath.Join("testdata", "emojivoto.golden.yaml"), out)
+	testutil.Golden(t, filepath.Join("testdata", "emojivoto.golden.yaml"), out)
 
 	nodes, err := (&kio.ByteReader{Reader: strings.NewReader(out), OmitReaderAnnotations: true}).Read()
 	if err != nil {

@@ -2,17 +2,21 @@ package conn
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/conduitmesh/conduit/internal/testutil"
 )
 
-// countingPool counts the buffers taken and not yet given back.
-type countingPool struct{ out atomic.Int64 }
+// countingPool counts the buffers taken (gets) and those not yet given
+// back (out).
+type countingPool struct{ gets, out atomic.Int64 }
 
-func (p *countingPool) Get() any { p.out.Add(1); b := make([]byte, 64); return &b }
+func (p *countingPool) Get() any { p.gets.Add(1); p.out.Add(1); b := make([]byte, 64); return &b }
 func (p *countingPool) Put(any)  { p.out.Add(-1) }
 
 // A PooledReader waiting on an idle socket holds no buffer; it returns
@@ -29,10 +33,14 @@ func TestPooledReader(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() { b, n, err := r.Read(); got <- result{b, n, err} }()
-	time.Sleep(50 * time.Millisecond)
-	if n := pool.out.Load(); n != 0 {
-		t.Fatalf("a reader waiting on an idle socket holds %d buffers", n)
-	}
+	// The reader tries the idle socket (a buffer taken), finds nothing and
+	// waits in the poller: by then it must have given the buffer back.
+	testutil.Eventually(t, 5*time.Second, time.Millisecond, func() error {
+		if g, n := pool.gets.Load(), pool.out.Load(); g == 0 || n != 0 {
+			return fmt.Errorf("a reader waiting on an idle socket: %d buffers taken, %d held", g, n)
+		}
+		return nil
+	})
 	client.Write([]byte("hello"))
 	res := <-got
 	if res.err != nil || string((*res.buf)[:res.n]) != "hello" {

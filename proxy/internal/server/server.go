@@ -194,8 +194,8 @@ func (s *Server) shedConn(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
+	s.shed.Inc() // before the close, so the count is there when the client sees it
 	c.Close()
-	s.shed.Inc()
 	s.shedMu.Lock()
 	s.shedSince++
 	now := time.Now()

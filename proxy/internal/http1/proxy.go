@@ -112,6 +112,7 @@ func (p *Proxy) ServeConn(c *conn.Conn) {
 			cs.up = nil
 		}
 		cs.w.Reset(nil)
+		cs.req.trim()
 		cs.route, cs.response = nil, nil
 		p.states.Put(cs)
 	}()
@@ -133,8 +134,7 @@ func (p *Proxy) ServeConn(c *conn.Conn) {
 		}
 		if err != nil {
 			if status, reason := requestErrorStatus(err); status != 0 {
-				writeErrorResponse(cs.w, status, reason, false, false)
-				cs.w.Flush()
+				p.reject(c, cs, status, reason, err)
 			}
 			return
 		}
@@ -153,12 +153,13 @@ func (p *Proxy) ServeConn(c *conn.Conn) {
 // 0 means the connection just ended.
 func requestErrorStatus(err error) (int, string) {
 	switch err {
-	case errHeadTooLarge, errLineTooLong:
+	case errHeadTooLarge:
 		return 431, err.Error()
 	case errBadTE:
 		return 501, err.Error()
 	case errBadRequestLine, errBadVersion, errBadField, errObsFold, errBareLF,
-		errBadLength, errLengthAndChunks, errDupHost:
+		errBadLength, errLengthAndChunks, errDupHost, errNoHost, errBadHost,
+		errBadTarget, errConnFraming, errDupTE, errTEHTTP10:
 		return 400, err.Error()
 	}
 	return 0, ""
@@ -187,7 +188,7 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 
 	// A tunnel (CONNECT) or a protocol switch (Upgrade) takes a
 	// connection of its own, spliced once the upstream agrees.
-	tunnel := equalFold(req.bytes(req.method), "connect")
+	tunnel := req.methodIs("CONNECT")
 	if req.upgrade {
 		req.switchTo = req.upgradeValue()
 	}
@@ -200,7 +201,7 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 	}
 	reqLen := max(req.contentLength, 0)
 	hasBody := req.teChunked || reqLen > 0
-	isHead := equalFold(req.bytes(req.method), "head")
+	isHead := req.methodIs("HEAD")
 
 	ep, err := p.resolver.Resolve(context.Background(), resolve.Target{OrigDst: c.OrigDst, Authority: cs.authStr})
 	if err != nil {
@@ -230,8 +231,13 @@ func (p *Proxy) serve(c *conn.Conn, cs *clientState) bool {
 			var re readError
 			if errors.As(err, &re) {
 				// The client went away or sent a broken body: the upstream
-				// has a partial request and cannot be reused.
+				// has a partial request and cannot be reused. A broken
+				// body is answered, as no response has started.
 				u.close()
+				if status, reason := bodyErrorStatus(err); status != 0 {
+					p.fail(cs, route, start, &proxyerr.Error{Status: status, Reason: reason, Err: err}, true, isHead)
+					linger(c)
+				}
 				return false
 			}
 			upErr = err
@@ -428,22 +434,12 @@ func (cs *clientState) responseFor(route *metrics.Route, status int) *metrics.Re
 	return r
 }
 
-// authority is the Host field, or the host of an absolute-form target.
+// authority is the authority of an absolute-form (or CONNECT) target, else
+// the Host field (see head.finishAuthority); nil for an HTTP/1.0 request
+// without either.
 func (h *head) authority() []byte {
 	if h.hasHost {
 		return h.bytes(h.host)
-	}
-	t := h.bytes(h.target)
-	for _, scheme := range []string{"http://", "https://"} {
-		if len(t) > len(scheme) && equalFold(t[:len(scheme)], scheme) {
-			t = t[len(scheme):]
-			for i, c := range t {
-				if c == '/' || c == '?' {
-					return t[:i]
-				}
-			}
-			return t
-		}
 	}
 	return nil
 }
@@ -453,8 +449,15 @@ func writeRequestHead(w *bufio.Writer, req *head, origDst netip.AddrPort) {
 	w.WriteByte(' ')
 	w.Write(req.bytes(req.target))
 	w.WriteString(" HTTP/1.1\r\n")
-	if !req.hasHost {
-		// HTTP/1.1 requires Host; an HTTP/1.0 client may not have sent it.
+	switch {
+	case req.hostFromTarget:
+		// The target's authority wins over Host (the Host fields are
+		// dropped): the next hop sees the authority the proxy routed by.
+		w.WriteString("Host: ")
+		w.Write(req.bytes(req.host))
+		w.WriteString("\r\n")
+	case !req.hasHost:
+		// An HTTP/1.0 client may not have sent Host; HTTP/1.1 requires it.
 		w.WriteString("Host: ")
 		w.WriteString(origDst.String())
 		w.WriteString("\r\n")

@@ -398,17 +398,17 @@ func (h *head) finish(isRequest bool) error {
 		if h.teFields > 1 {
 			return errDupTE
 		}
-		if isRequest {
-			// RFC 9112 section 6.1: a request with both is a smuggling
-			// attempt or a broken client; HTTP/1.0 has no chunked coding
-			// (its framing is to be treated as faulty); a request whose
-			// final coding is not chunked has no determinable length.
-			if h.minor == 0 {
-				return errTEHTTP10
-			}
-			if h.contentLength >= 0 {
-				return errLengthAndChunks
-			}
+		// RFC 9112 section 6.1: HTTP/1.0 has no transfer codings, and a
+		// message with one must be treated as having faulty framing
+		// (net/http ignores it and reads by length or to the close, the
+		// proxy would read chunks: refused both ways). A request with
+		// both Content-Length and Transfer-Encoding is a smuggling attempt
+		// or a broken client.
+		if h.minor == 0 {
+			return errTEHTTP10
+		}
+		if isRequest && h.contentLength >= 0 {
+			return errLengthAndChunks
 		}
 		if !h.teChunked {
 			return errBadTE
@@ -444,6 +444,11 @@ func (h *head) finishAuthority() error {
 	case hasSchemePrefix(h.bytes(t), "https://"):
 		t.start += int32(len("https://"))
 	default:
+		// Origin form, or asterisk form (OPTIONS *); any other target
+		// (another scheme, a bare word) is refused as net/http refuses it.
+		if tb := h.bytes(t); tb[0] != '/' && string(tb) != "*" {
+			return errBadTarget
+		}
 		if !h.hasHost && h.minor == 1 {
 			return errNoHost
 		}

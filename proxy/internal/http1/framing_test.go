@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
+	"github.com/conduitmesh/conduit/proxy/internal/tap"
 )
 
 // recorder is a backend that records the method and path of every request
@@ -335,5 +336,33 @@ func TestMethodCaseSensitive(t *testing.T) {
 	}
 	if b := drain(t, resp.Body); string(b) != "/second" {
 		t.Fatalf("second response: body %q", b)
+	}
+}
+
+// A request the proxy refuses shows in tap like any other: its request,
+// the proxy's status, and its end.
+func TestRejectedRequestTapped(t *testing.T) {
+	rec := startRecorder(t)
+	hub := tap.NewHub()
+	addr := startTappedProxy(t, rec.be.addr, hub)
+	sub := hub.Subscribe(tap.Filter{}, 1000)
+	defer sub.Close()
+	out := raw(t, addr, "PROPFIND /dav HTTP/1.1\r\nHost: dav.ns\r\nBad Name: 1\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 400 ") {
+		t.Fatalf("answered %q", out)
+	}
+	var events []contract.TapEvent
+	deadline := time.Now().Add(5 * time.Second)
+	for len(events) < 3 && time.Now().Before(deadline) {
+		select {
+		case <-sub.Ready():
+			events = sub.Take(events)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if len(events) != 3 || events[0].Type != contract.TapRequest || events[0].Method != "PROPFIND" ||
+		events[0].Authority != "dav.ns" || events[0].Path != "/dav" ||
+		events[1].Type != contract.TapResponse || events[1].Status != 400 || events[2].Type != contract.TapEnd {
+		t.Fatalf("tap events %+v", events)
 	}
 }

@@ -378,7 +378,9 @@ func (h *head) finish(isRequest bool) error {
 		// Dropping a framing field as hop-by-hop while still framing the
 		// body by it would leave the next hop reading the body as the next
 		// message (request smuggling); dropping Host would change the
-		// request's authority. Envoy and HAProxy refuse these too.
+		// request's authority. Proxies that keep such fields (Envoy and
+		// nginx do not remove what Connection lists) cannot lose them; one
+		// that removes them must refuse the message.
 		tok := h.bytes(t)
 		if equalFold(tok, "content-length") || equalFold(tok, "transfer-encoding") || equalFold(tok, "host") {
 			return errConnFraming

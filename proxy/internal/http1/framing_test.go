@@ -366,3 +366,21 @@ func TestRejectedRequestTapped(t *testing.T) {
 		t.Fatalf("tap events %+v", events)
 	}
 }
+
+// The number of fields and of Connection options is bounded, so a head of
+// many tiny fields holds bounded memory and applying Connection's list
+// (options × fields) stays cheap.
+func TestFieldCountsBounded(t *testing.T) {
+	many := "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("a:\r\n", maxFields) + "\r\n"
+	if _, err := parse(t, many, true); err != errHeadTooLarge {
+		t.Fatalf("%d fields: %v, want %v", maxFields+1, err, errHeadTooLarge)
+	}
+	if _, err := parse(t, "GET / HTTP/1.1\r\nHost: a\r\n"+strings.Repeat("a:\r\n", maxFields-1)+"\r\n", true); err != nil {
+		t.Fatalf("%d fields: %v", maxFields, err)
+	}
+	opts := "GET / HTTP/1.1\r\nHost: a\r\nConnection: " + strings.Repeat("x,", maxConnOptions) + "y\r\n\r\n"
+	_, err := parse(t, opts, true)
+	if status, _ := requestErrorStatus(err); status != 400 {
+		t.Fatalf("%d Connection options: %v (%d), want 400", maxConnOptions+1, err, status)
+	}
+}

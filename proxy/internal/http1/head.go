@@ -14,6 +14,17 @@ import (
 // proxies.
 const MaxHeadSize = 64 << 10
 
+// maxFields bounds the fields of a head (over it: errHeadTooLarge), and
+// maxConnOptions the names Connection may list (over it: errConnOptions):
+// a 64 KiB head of tiny fields would otherwise hold 16K field records, and
+// applying Connection's list costs options × fields comparisons. Envoy
+// and HAProxy allow about 100 fields by default; 1000 leaves room for
+// what they refuse.
+const (
+	maxFields      = 1000
+	maxConnOptions = 32
+)
+
 // Errors reading a head. Each is answered with a 4xx (request) or 502
 // (response); the text goes into the contract.ProxyErrorHeader header.
 var (
@@ -34,6 +45,7 @@ var (
 	errConnFraming     = errors.New("framing field listed in Connection")
 	errDupTE           = errors.New("more than one Transfer-Encoding")
 	errTEHTTP10        = errors.New("transfer coding on HTTP/1.0")
+	errConnOptions     = errors.New("too many Connection options")
 )
 
 // span is a range of head.buf.
@@ -306,7 +318,9 @@ func (h *head) parseField(s span) error {
 	case 10:
 		if equalFold(name, "connection") {
 			f.drop = true
-			h.parseConnection(f.value)
+			if err := h.parseConnection(f.value); err != nil {
+				return err
+			}
 		} else {
 			f.drop = equalFold(name, "keep-alive")
 		}
@@ -333,12 +347,15 @@ func (h *head) parseField(s span) error {
 			h.teChunked = equalFold(value, "chunked")
 		}
 	}
+	if len(h.fields) == maxFields {
+		return errHeadTooLarge
+	}
 	h.fields = append(h.fields, f)
 	return nil
 }
 
 // parseConnection records the options of a Connection field.
-func (h *head) parseConnection(v span) {
+func (h *head) parseConnection(v span) error {
 	b := h.bytes(v)
 	pos := v.start
 	for len(b) > 0 {
@@ -362,6 +379,9 @@ func (h *head) parseConnection(v span) {
 		case equalFold(t, "keep-alive"):
 			h.connKeepAlive = true
 		default:
+			if len(h.connTokens) == maxConnOptions {
+				return errConnOptions
+			}
 			h.connTokens = append(h.connTokens, span{pos + int32(ts), pos + int32(te)})
 		}
 		if i < 0 {
@@ -370,6 +390,7 @@ func (h *head) parseConnection(v span) {
 		b = b[i+1:]
 		pos += int32(i + 1)
 	}
+	return nil
 }
 
 // finish applies Connection-listed names and checks framing.

@@ -111,6 +111,10 @@ func TestAmbiguousRequestsRefused(t *testing.T) {
 		{"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n", 400},
 		{"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"GET http://user@evil/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"CONNECT a:443/x HTTP/1.1\r\nHost: a:443\r\n\r\n", 400},
+		{"CONNECT user@a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 400},
+		{"GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"GET x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	}
 	for _, tt := range tests {
 		_, err := parse(t, tt.raw, true)

@@ -480,6 +480,10 @@ func (h *head) finishAuthority() error {
 	b := h.bytes(t)
 	for i, c := range b {
 		if c == '/' || c == '?' || c == '#' {
+			if t.start == h.target.start {
+				// CONNECT's target is an authority and nothing else.
+				return errBadTarget
+			}
 			t.end = t.start + int32(i)
 			break
 		}

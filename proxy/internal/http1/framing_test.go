@@ -388,3 +388,52 @@ func TestFieldCountsBounded(t *testing.T) {
 		t.Fatalf("%d Connection options: %v (%d), want 400", maxConnOptions+1, err, status)
 	}
 }
+
+// After refusing a request the proxy reads what the client still sends so
+// the answer is not lost to a reset, but only for a while: a client that
+// keeps the connection open, or keeps sending, is closed within the
+// lingering time.
+func TestLingerBounded(t *testing.T) {
+	rec := startRecorder(t)
+	p := startProxy(t, rec.be.addr)
+	for _, flood := range []bool{false, true} {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n")
+		c.SetReadDeadline(start.Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 400 {
+			t.Fatalf("flood=%v: %v %v", flood, resp, err)
+		}
+		stop := make(chan struct{})
+		if flood {
+			go func() {
+				junk := make([]byte, 64<<10)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := c.Write(junk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		// The client holds its end open; the proxy's end must go.
+		deadline := start.Add(lingerTime + 2*time.Second)
+		for p.sample(t, contract.MetricTCPOpenConnections, nil) != 0 {
+			if time.Now().After(deadline) {
+				close(stop)
+				t.Fatalf("flood=%v: the proxy still holds the connection after %v", flood, time.Since(start))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(stop)
+	}
+}

@@ -74,6 +74,7 @@ type head struct {
 
 	// Framing and connection management, from the fields.
 	contentLength  int64 // -1 when absent
+	lengthValue    span  // the first Content-Length value
 	teChunked      bool  // Transfer-Encoding present with chunked last
 	hasTE          bool
 	connClose      bool
@@ -102,7 +103,7 @@ func (h *head) reset() {
 	h.buf = h.buf[:0]
 	h.fields = h.fields[:0]
 	h.connTokens = h.connTokens[:0]
-	h.method, h.target, h.reason, h.host, h.switchTo = span{}, span{}, span{}, span{}, span{}
+	h.method, h.target, h.reason, h.host, h.switchTo, h.lengthValue = span{}, span{}, span{}, span{}, span{}, span{}
 	h.status, h.minor = 0, 0
 	h.contentLength = -1
 	h.teChunked, h.hasTE, h.connClose, h.connKeepAlive = false, false, false, false
@@ -326,13 +327,15 @@ func (h *head) parseField(s span) error {
 		}
 	case 14:
 		if equalFold(name, "content-length") {
+			// A repeated Content-Length must repeat the value byte for
+			// byte (as net/http checks: "05" after "5" is refused), and
+			// is forwarded once.
 			n, ok := parseLength(value)
-			if !ok || (h.contentLength >= 0 && h.contentLength != n) {
+			if !ok || (h.contentLength >= 0 && string(h.bytes(h.lengthValue)) != string(value)) {
 				return errBadLength
 			}
-			// A repeated, equal Content-Length is forwarded once.
 			f.drop = h.contentLength >= 0
-			h.contentLength = n
+			h.contentLength, h.lengthValue = n, f.value
 		}
 	case 16:
 		f.drop = equalFold(name, "proxy-connection")

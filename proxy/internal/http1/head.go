@@ -46,6 +46,10 @@ var (
 	errDupTE           = errors.New("more than one Transfer-Encoding")
 	errTEHTTP10        = errors.New("transfer coding on HTTP/1.0")
 	errConnOptions     = errors.New("too many Connection options")
+	// Servers that map fields to CGI-style variables (HTTP_CONTENT_LENGTH)
+	// read Content_Length as Content-Length, a length the proxy did not
+	// frame by.
+	errUnderscoreFraming = errors.New("framing field name with an underscore")
 )
 
 // span is a range of head.buf.
@@ -336,10 +340,15 @@ func (h *head) parseField(s span) error {
 			}
 			f.drop = h.contentLength >= 0
 			h.contentLength, h.lengthValue = n, f.value
+		} else if equalFold(name, "content_length") {
+			return errUnderscoreFraming
 		}
 	case 16:
 		f.drop = equalFold(name, "proxy-connection")
 	case 17:
+		if equalFold(name, "transfer_encoding") {
+			return errUnderscoreFraming
+		}
 		if equalFold(name, "transfer-encoding") {
 			// Only chunked, alone, in one field (as net/http, Envoy and
 			// nginx): anything else is either a coding nothing behind the

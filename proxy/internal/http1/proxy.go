@@ -159,7 +159,8 @@ func requestErrorStatus(err error) (int, string) {
 		return 501, err.Error()
 	case errBadRequestLine, errBadVersion, errBadField, errObsFold, errBareLF,
 		errBadLength, errLengthAndChunks, errDupHost, errNoHost, errBadHost,
-		errBadTarget, errConnFraming, errDupTE, errTEHTTP10, errConnOptions:
+		errBadTarget, errConnFraming, errDupTE, errTEHTTP10, errConnOptions,
+		errUnderscoreFraming:
 		return 400, err.Error()
 	}
 	return 0, ""

@@ -441,3 +441,22 @@ func TestLingerBounded(t *testing.T) {
 		close(stop)
 	}
 }
+
+// A Host that is not valid UTF-8 once reached the metrics as a label value,
+// which Prometheus refuses with a panic that took the whole proxy down.
+// It is a 400 now, and the proxy goes on serving.
+func TestNonUTF8HostRefused(t *testing.T) {
+	rec := startRecorder(t)
+	p := startProxy(t, rec.be.addr)
+	for _, req := range []string{
+		"GET / HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n",
+		"GET http://\xff/ HTTP/1.1\r\nHost: a\r\n\r\n",
+	} {
+		if out := raw(t, p.addr, req); !strings.HasPrefix(out, "HTTP/1.1 400 ") {
+			t.Fatalf("%q answered %q", req, out)
+		}
+	}
+	if out := raw(t, p.addr, "GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(out, "/after") {
+		t.Fatalf("after: %q", out)
+	}
+}

@@ -6,7 +6,6 @@ package detect
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"net"
 	"os"
@@ -38,11 +37,10 @@ func (p Protocol) String() string {
 // Preface is the HTTP/2 client connection preface (RFC 9113 section 3.4).
 const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// methods a request line may start with. Anything else is not treated as
-// HTTP/1: an unknown method is far more likely an opaque protocol.
-var methods = [...]string{
-	"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-}
+// maxMethod bounds the method detection waits for: the longest registered
+// method (UPDATEREDIRECTREF) has 17 bytes. A longer token with no space
+// yet is taken for another protocol.
+const maxMethod = 24
 
 // Classify looks at the bytes a client has sent so far. It returns the
 // protocol and whether the decision is final; when more bytes could change
@@ -78,51 +76,71 @@ func Classify(b []byte) (p Protocol, done bool) {
 	return classifyHTTP1(b)
 }
 
+// classifyHTTP1 recognises an HTTP/1.x request line (RFC 9112 section 3):
+// any method token (RFC 9110 section 9.1: PROPFIND, lower-case and
+// extension methods are requests too), SP, a request-target without
+// spaces or control characters, SP, HTTP/1.0 or HTTP/1.1, CRLF (or LF,
+// which the HTTP/1 parser then answers with 400). It looks at each byte
+// at most once per call and stops at the first line end.
 func classifyHTTP1(b []byte) (Protocol, bool) {
-	// Method followed by a space.
-	sp := bytes.IndexByte(b, ' ')
-	if sp < 0 {
-		if len(b) > len("OPTIONS") || !isMethodPrefix(b) {
+	i := 0
+	for i < len(b) && isTokenChar[b[i]] {
+		i++
+	}
+	if i == len(b) {
+		if i > maxMethod {
 			return Opaque, true
 		}
 		return HTTP1, false
 	}
-	if !isMethod(b[:sp]) {
+	if i == 0 || i > maxMethod || b[i] != ' ' {
 		return Opaque, true
 	}
-	// The request line must end in " HTTP/1.x\r\n".
-	eol := bytes.IndexByte(b, '\n')
-	if eol < 0 {
-		return HTTP1, false
+	// The target runs to the last space before the line end; the version
+	// follows it.
+	lastSP := i
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == ' ':
+			lastSP = j
+		case c == '\n' || c == '\r':
+			return versionAt(b[lastSP:j], lastSP > i+1)
+		case c < ' ' || c == 0x7f:
+			return Opaque, true
+		}
+		if j-lastSP > len(" HTTP/1.1") && lastSP > i {
+			// Bytes after what should have been the version: only a space
+			// could still make a request line of it, and the target has
+			// no spaces.
+			return Opaque, true
+		}
 	}
-	line := bytes.TrimSuffix(b[:eol], []byte("\r"))
-	if len(line) < sp+1+len(" HTTP/1.1") {
-		return Opaque, true
-	}
-	v := line[len(line)-len(" HTTP/1.1"):]
-	if string(v[:len(" HTTP/1.")]) != " HTTP/1." || (v[8] != '0' && v[8] != '1') {
+	return HTTP1, false
+}
+
+// versionAt checks " HTTP/1.x" at the end of a request line; target says
+// there was a non-empty target before it.
+func versionAt(v []byte, target bool) (Protocol, bool) {
+	if !target || len(v) != len(" HTTP/1.1") || string(v[:len(" HTTP/1.")]) != " HTTP/1." || (v[8] != '0' && v[8] != '1') {
 		return Opaque, true
 	}
 	return HTTP1, true
 }
 
-func isMethod(b []byte) bool {
-	for _, m := range methods {
-		if string(b) == m {
-			return true
-		}
+// isTokenChar is RFC 9110's tchar.
+var isTokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
 	}
-	return false
-}
-
-func isMethodPrefix(b []byte) bool {
-	for _, m := range methods {
-		if len(b) <= len(m) && string(b) == m[:len(b)] {
-			return true
-		}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
 	}
-	return false
-}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // Fallback is the protocol to use when detection stops before Classify was
 // done (timeout, EOF or full buffer). A request line longer than the buffer

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,16 +23,29 @@ func TestClassify(t *testing.T) {
 		{"bare LF request line", "GET / HTTP/1.1\n", HTTP1, true},
 		{"partial method", "GE", HTTP1, false},
 		{"method and partial target", "GET /some/pa", HTTP1, false},
-		{"unknown method", "FOO / HTTP/1.1\r\n", Opaque, true},
-		{"lower-case method", "get / HTTP/1.1\r\n", Opaque, true},
+		// Any token method is a request (RFC 9110 section 9.1): WebDAV,
+		// extension and lower-case methods are counted and tapped too.
+		{"unknown method", "FOO / HTTP/1.1\r\n", HTTP1, true},
+		{"lower-case method", "get / HTTP/1.1\r\n", HTTP1, true},
+		{"webdav method", "PROPFIND /dav/ HTTP/1.1\r\nHost: a\r\n", HTTP1, true},
+		{"ssdp method", "M-SEARCH * HTTP/1.1\r\n", HTTP1, true},
+		{"partial unknown method", "PROPF", HTTP1, false},
+		{"method too long", "ABCDEFGHIJKLMNOPQRSTUVWXYZ / HTTP/1.1\r\n", Opaque, true},
+		{"control byte in target", "GET /\x00 HTTP/1.1\r\n", Opaque, true},
+		{"method not followed by space", "GET\t/ HTTP/1.1\r\n", Opaque, true},
+		{"words after the version", "SET key value-that-goes-on and on\r\n", Opaque, true},
+		{"memcached set", "set k 0 0 5\r\n", Opaque, true},
+		{"redis inline with arguments", "SET k v\r\n", Opaque, true},
+		{"empty target", "GET  HTTP/1.1\r\n", Opaque, true},
 		{"http/2.0 request line that is not the preface", "GET / HTTP/2.0\r\n", Opaque, true},
 		{"no version", "GET /\r\n", Opaque, true},
 		{"redis inline", "PING\r\n", Opaque, true},
-		{"long word", "SUPERCALIFRAGILISTIC", Opaque, true},
+		{"long word", "SUPERCALIFRAGILISTICEXPIALIDOCIOUS", Opaque, true},
 		{"h2 preface", Preface + "\x00\x00", HTTP2, true},
 		{"h2 preface exact", Preface, HTTP2, true},
 		{"h2 preface partial", Preface[:10], HTTP2, false},
-		{"PRI prefix diverging", "PRI * HTTP/1.1\r\n", Opaque, true},
+		{"PRI prefix diverging", "PRI * HTTP/1.1\r\n", HTTP1, true},
+		{"PRI prefix diverging in the version", "PRI * HTTP/2.1\r\n", Opaque, true},
 		{"tls client hello", string(clientHello), TLS, true},
 		{"tls partial", string(clientHello[:3]), TLS, false},
 		{"tls wrong version", "\x16\x02\x01", Opaque, true},
@@ -141,7 +155,7 @@ func TestPeekEOFBeforeDecision(t *testing.T) {
 // A request line longer than the buffer is still HTTP/1, so the HTTP/1 path
 // can answer it with a clear error instead of it passing as opaque.
 func TestPeekLongRequestLine(t *testing.T) {
-	long := "GET /" + string(make([]byte, 100)) // NULs, no newline within 64 bytes
+	long := "GET /" + strings.Repeat("a", 100) // no newline within 64 bytes
 	p, _ := peekOver(t, 2*time.Second, 64, long)
 	if p != HTTP1 {
 		t.Fatalf("got %v, want HTTP1 for an over-long request line", p)

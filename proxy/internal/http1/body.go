@@ -16,8 +16,22 @@ func (e readError) Unwrap() error  { return e.error }
 func (e writeError) Unwrap() error { return e.error }
 
 var (
-	errBadChunk = errors.New("malformed chunked encoding")
+	errBadChunk   = errors.New("malformed chunked encoding")
+	errBadTrailer = errors.New("malformed trailer section")
 )
+
+// bodyErrorStatus maps an error from reading a request body to the status
+// answering it when no response has started; 0 means the connection just
+// ends (the client went away or stalled).
+func bodyErrorStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, errBadChunk):
+		return 400, errBadChunk.Error()
+	case errors.Is(err, errBadTrailer), errors.Is(err, errHeadTooLarge):
+		return 400, errBadTrailer.Error()
+	}
+	return 0, ""
+}
 
 // copyLength copies exactly n bytes from src to dst through dst's buffer.
 // Before a read that would block it flushes what dst holds, so a body that
@@ -173,6 +187,9 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, dechunk bool) error {
 	}
 }
 
+// copyTrailers copies the trailer section after the last chunk, up to and
+// including its empty line. Lines must end in CRLF and be well-formed
+// fields (as in a head), so whatever follows cannot be taken for trailers.
 func copyTrailers(dst *bufio.Writer, src *bufio.Reader, dechunk bool) error {
 	total := 0
 	for {
@@ -181,23 +198,20 @@ func copyTrailers(dst *bufio.Writer, src *bufio.Reader, dechunk bool) error {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
+			if err == bufio.ErrBufferFull {
+				err = errBadTrailer
+			}
 			return readError{err}
 		}
 		if total += len(line); total > MaxHeadSize {
 			return readError{errHeadTooLarge}
 		}
-		n := len(line) - 1
-		if n > 0 && line[n-1] == '\r' {
-			n--
-		}
-		if n > 0 && (line[0] == ' ' || line[0] == '\t') {
-			return readError{errObsFold}
+		n := len(line) - 2
+		if n < 0 || line[n] != '\r' || !validTrailer(line[:n]) {
+			return readError{errBadTrailer}
 		}
 		if !dechunk {
-			if _, err := dst.Write(line[:n]); err != nil {
-				return writeError{err}
-			}
-			if _, err := dst.WriteString("\r\n"); err != nil {
+			if _, err := dst.Write(line); err != nil {
 				return writeError{err}
 			}
 		}
@@ -207,7 +221,40 @@ func copyTrailers(dst *bufio.Writer, src *bufio.Reader, dechunk bool) error {
 	}
 }
 
-// parseChunkSize reads "hex[;ext]CRLF".
+// validTrailer reports whether line (without its CRLF) is empty or a
+// field: a token, a colon, and a value without control characters.
+func validTrailer(line []byte) bool {
+	colon := -1
+	for i, c := range line {
+		if c == ':' {
+			colon = i
+			break
+		}
+		if !isTokenChar[c] {
+			return false
+		}
+	}
+	if len(line) == 0 {
+		return true
+	}
+	if colon <= 0 {
+		return false
+	}
+	for _, c := range line[colon+1:] {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// parseChunkSize reads "hex[;ext]CRLF", as RFC 9112 section 7.1 and
+// net/http read it: CRLF with no other CR, 1 to 15 hex digits (no sign,
+// no space inside, no 0x), then either whitespace to the end (net/http
+// trims it) or ';' right after the digits and an extension without
+// control characters. Whitespace before ';' (BWS), which net/http refuses,
+// is refused too: what the proxy accepts, a server behind it reads the
+// same way.
 func parseChunkSize(line []byte) (int64, bool) {
 	n := len(line)
 	if n < 3 || line[n-2] != '\r' {
@@ -225,13 +272,22 @@ func parseChunkSize(line []byte) (int64, bool) {
 			v = c - 'a' + 10
 		case 'A' <= c && c <= 'F':
 			v = c - 'A' + 10
-		case c == ';' || c == ' ' || c == '\t':
-			// Extensions (and the whitespace before them) are ignored.
+		case c == ';':
 			if digits == 0 {
 				return 0, false
 			}
-			for _, e := range line[i:] {
-				if e < ' ' && e != '\t' {
+			for _, e := range line[i+1:] {
+				if (e < ' ' && e != '\t') || e == 0x7f {
+					return 0, false
+				}
+			}
+			return size, true
+		case c == ' ' || c == '\t':
+			if digits == 0 {
+				return 0, false
+			}
+			for _, e := range line[i+1:] {
+				if e != ' ' && e != '\t' {
 					return 0, false
 				}
 			}

@@ -186,6 +186,7 @@ func (p *Proxy) ServeConn(c *conn.Conn) {
 		cs.w.Reset(nil)
 		cs.cw = idleWriter{}
 		cs.c, cs.clientRC = nil, nil
+		cs.req.trim()
 		cs.route, cs.response = nil, nil
 		p.states.Put(cs)
 	}()
@@ -203,8 +204,7 @@ func (p *Proxy) ServeConn(c *conn.Conn) {
 		err := cs.req.read(c.Reader, true)
 		if err != nil {
 			if status, reason := requestErrorStatus(err); status != 0 {
-				writeErrorResponse(cs.w, status, reason, false, false)
-				cs.w.Flush()
+				p.reject(c, cs, status, reason, err)
 			}
 			return
 		}
@@ -223,12 +223,14 @@ func (p *Proxy) ServeConn(c *conn.Conn) {
 // 0 means the connection just ended.
 func requestErrorStatus(err error) (int, string) {
 	switch err {
-	case errHeadTooLarge, errLineTooLong:
+	case errHeadTooLarge:
 		return 431, err.Error()
 	case errBadTE:
 		return 501, err.Error()
 	case errBadRequestLine, errBadVersion, errBadField, errObsFold, errBareLF,
-		errBadLength, errLengthAndChunks, errDupHost:
+		errBadLength, errLengthAndChunks, errDupHost, errNoHost, errBadHost,
+		errBadTarget, errConnFraming, errDupTE, errTEHTTP10, errConnOptions,
+		errUnderscoreFraming:
 		return 400, err.Error()
 	}
 	return 0, ""
@@ -277,7 +279,7 @@ func (p *Proxy) begin(c *conn.Conn, cs *clientState, x *exchange) {
 	method := req.bytes(req.method)
 	// A tunnel (CONNECT) or a protocol switch (Upgrade) takes a
 	// connection of its own, spliced once the upstream agrees.
-	x.tunnel = equalFold(method, "connect")
+	x.tunnel = req.methodIs("CONNECT")
 	if req.upgrade {
 		req.switchTo = req.upgradeValue()
 	}
@@ -290,7 +292,7 @@ func (p *Proxy) begin(c *conn.Conn, cs *clientState, x *exchange) {
 	}
 	x.reqLen = max(req.contentLength, 0)
 	x.hasBody = req.teChunked || x.reqLen > 0
-	x.isHead = equalFold(method, "head")
+	x.isHead = req.methodIs("HEAD")
 	x.idempotent = isIdempotent(method)
 }
 
@@ -311,8 +313,13 @@ func (p *Proxy) forward(c *conn.Conn, cs *clientState, x *exchange, ep resolve.E
 		unsent, err := p.send(c, cs, x, u)
 		if err != nil {
 			// The client went away or sent a broken body: the upstream
-			// has a partial request and cannot be reused.
+			// has a partial request and cannot be reused. A broken body
+			// is answered, as no response has started.
 			u.close()
+			if status, reason := bodyErrorStatus(err); status != 0 {
+				p.fail(cs, x.route, x.start, &proxyerr.Error{Status: status, Reason: reason, Err: err}, true, x.isHead)
+				linger(c)
+			}
 			return nil, false
 		}
 		err = p.awaitResponse(cs, u)
@@ -608,22 +615,12 @@ func (cs *clientState) responseFor(route *metrics.Route, status int) *metrics.Re
 	return r
 }
 
-// authority is the Host field, or the host of an absolute-form target.
+// authority is the authority of an absolute-form (or CONNECT) target, else
+// the Host field (see head.finishAuthority); nil for an HTTP/1.0 request
+// without either.
 func (h *head) authority() []byte {
 	if h.hasHost {
 		return h.bytes(h.host)
-	}
-	t := h.bytes(h.target)
-	for _, scheme := range []string{"http://", "https://"} {
-		if len(t) > len(scheme) && equalFold(t[:len(scheme)], scheme) {
-			t = t[len(scheme):]
-			for i, c := range t {
-				if c == '/' || c == '?' {
-					return t[:i]
-				}
-			}
-			return t
-		}
 	}
 	return nil
 }
@@ -633,8 +630,15 @@ func writeRequestHead(w *bufio.Writer, req *head, origDst netip.AddrPort) {
 	w.WriteByte(' ')
 	w.Write(req.bytes(req.target))
 	w.WriteString(" HTTP/1.1\r\n")
-	if !req.hasHost {
-		// HTTP/1.1 requires Host; an HTTP/1.0 client may not have sent it.
+	switch {
+	case req.hostFromTarget:
+		// The target's authority wins over Host (the Host fields are
+		// dropped): the next hop sees the authority the proxy routed by.
+		w.WriteString("Host: ")
+		w.Write(req.bytes(req.host))
+		w.WriteString("\r\n")
+	case !req.hasHost:
+		// An HTTP/1.0 client may not have sent Host; HTTP/1.1 requires it.
 		w.WriteString("Host: ")
 		w.WriteString(origDst.String())
 		w.WriteString("\r\n")

@@ -9,8 +9,10 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"github.com/prometheus/client_golang/prometheus"
@@ -166,6 +168,13 @@ func (m *Metrics) Route(direction string, authority []byte, tls bool) *Route {
 		return r
 	}
 	auth := string(authority)
+	if !utf8.ValidString(auth) {
+		// Prometheus refuses a label value that is not UTF-8, with a panic.
+		auth = strings.ToValidUTF8(auth, "\uFFFD")
+		if r, ok := m.routes[routeKey{dir, auth}]; ok {
+			return r
+		}
+	}
 	if m.counts[dir] >= m.maxAuthorities {
 		auth = OtherAuthority
 		if r, ok := m.routes[routeKey{dir, auth}]; ok {

@@ -80,7 +80,7 @@ func (s *frameScanner) feed(p []byte, onFrame func(*frame) error) error {
 				// Both connection prefaces begin with SETTINGS (RFC 9113
 				// section 3.4); anything else is not HTTP/2, such as an
 				// HTTP/1 server's answer to the client preface.
-				return fmt.Errorf("peer does not speak HTTP/2: first frame is not SETTINGS")
+				return errNotHTTP2
 			}
 			s.started = true
 			s.need = s.cur.Length
@@ -119,6 +119,9 @@ func (s *frameScanner) complete(onFrame func(*frame) error) error {
 }
 
 var errMalformed = errors.New("malformed frame")
+
+// errNotHTTP2 is a peer whose first frame is not SETTINGS.
+var errNotHTTP2 = errors.New("peer does not speak HTTP/2: first frame is not SETTINGS")
 
 // headerBlockFragment is the header block fragment in a HEADERS,
 // PUSH_PROMISE or CONTINUATION frame's payload: padding, priority and the

@@ -45,6 +45,19 @@ type relay struct {
 	closing    bool   // the final GOAWAY is out: end once no stream is open
 	tapped     atomic.Int32
 	idle       atomic.Bool // closing, and no stream is open
+	aborted    atomic.Bool
+
+	// Until the upstream's first frame proves it speaks HTTP/2, the
+	// client's bytes are forwarded and kept (backlog) but not scanned:
+	// if the upstream turns out not to, the connection is replayed to
+	// the fallback server, which answers each request, and nothing was
+	// counted twice. Once it does, the backlog is scanned first.
+	gate      sync.Mutex
+	confirmed atomic.Bool   // the upstream's first frame was SETTINGS
+	fallback  bool          // the upstream failed before that: the client's bytes are only kept
+	backlog   []byte        // the client's bytes while neither is known
+	backlogAt time.Time     // when the backlog's first bytes arrived
+	verdict   chan struct{} // closed once confirmed or fallback is set
 
 	// Writes to the client, from the upstream pump and from drain.
 	toClient         sync.Mutex
@@ -184,11 +197,15 @@ func (s *side) block(f *frame, done func(s *side)) error {
 	return s.decode(frag, end, done)
 }
 
-// serveRelay relays c to up until both are done.
-func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
+// serveRelay relays c to up until both are done. When the upstream ends
+// or fails before its first frame (it does not speak HTTP/2, or closed
+// at once), nothing has reached the client yet: serveRelay then returns
+// everything the client sent, to be replayed to the fallback server, and
+// ok.
+func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) (replay []byte, ok bool) {
 	r := &relay{
 		p: p, client: c, clientIO: c.Conn, up: up, upIO: conn.RawIO(up),
-		streams: map[uint32]*stream{},
+		streams: map[uint32]*stream{}, verdict: make(chan struct{}),
 	}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		r.source = a.AddrPort()
@@ -209,9 +226,81 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
 		r.pump(c.Raw(), func(n int) { counts.Transferred(int64(n), 0) }, prefix, &r.requests, r.fromClient, r.writeUpstream, r.upIO)
 	}()
 	r.pump(up, func(int) {}, nil, &r.responses, r.fromUpstream, r.writeClient, r.clientIO)
+	if !r.confirmed.Load() {
+		r.gate.Lock()
+		r.fallback = true
+		r.gate.Unlock()
+		close(r.verdict)
+	}
+	if r.fallback && !r.aborted.Load() {
+		up.Close()
+		// The client's pump stops at its next read, keeping what it read.
+		c.Raw().SetReadDeadline(time.Unix(1, 0))
+		<-done
+		c.Raw().SetReadDeadline(time.Time{})
+		if !r.aborted.Load() {
+			c.Reader.Discard(len(prefix)) // the backlog begins with them
+			r.gate.Lock()
+			defer r.gate.Unlock()
+			return r.backlog, true
+		}
+	}
 	<-done
 	r.abort()
 	r.finish()
+	return nil, false
+}
+
+// maxBacklog is how much of the client's bytes the relay keeps while it
+// waits for the upstream's first frame; beyond it, it reads no more from
+// the client until then. A client may send about that much before it
+// hears from the server: its first request and the first 64 KiB of
+// flow-controlled data.
+const maxBacklog = 128 << 10
+
+// fromClientEarly passes the client's bytes while the upstream has not
+// yet shown that it speaks HTTP/2: they are kept, and forwarded unless
+// the upstream already failed. It reports whether it took care of b.
+func (r *relay) fromClientEarly(b []byte) (handled bool, err error) {
+	r.gate.Lock()
+	if !r.confirmed.Load() && !r.fallback && len(r.backlog) >= maxBacklog {
+		r.gate.Unlock()
+		<-r.verdict
+		r.gate.Lock()
+	}
+	defer r.gate.Unlock()
+	if r.confirmed.Load() {
+		return false, nil
+	}
+	if len(r.backlog) == 0 {
+		r.backlogAt = time.Now()
+	}
+	r.backlog = append(r.backlog, b...)
+	if r.fallback {
+		return true, nil
+	}
+	if _, err := r.upIO.Write(b); err != nil {
+		// The upstream closed: its pump says how (an HTTP/1 answer to
+		// the preface, say), and the bytes are in the backlog.
+		r.p.log.Debug("h2 relay: write to the upstream before its first frame", "direction", r.p.direction, "err", err)
+	}
+	return true, nil
+}
+
+// confirm is called on the upstream's first frame (SETTINGS): the
+// client's backlog is scanned, in order, before anything else either way.
+func (r *relay) confirm() error {
+	r.gate.Lock()
+	defer r.gate.Unlock()
+	var err error
+	if len(r.backlog) > 0 {
+		r.requests.now = r.backlogAt
+		err = r.requests.scan.feed(r.backlog, r.fromClient)
+	}
+	r.backlog = nil
+	r.confirmed.Store(true)
+	close(r.verdict)
+	return err
 }
 
 // pump moves bytes from src to dst, scanning them on the way, until src
@@ -220,13 +309,33 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
 func (r *relay) pump(src net.Conn, count func(int), prefix []byte, s *side, onFrame func(*frame) error,
 	write func([]byte) error, dst net.Conn) {
 	rd := conn.NewPooledReader(src, &r.p.bufs)
+	early := s == &r.requests
 	pass := func(b []byte) error {
+		if early {
+			if !r.confirmed.Load() {
+				if handled, err := r.fromClientEarly(b); handled || err != nil {
+					return err
+				}
+			}
+			early = false
+		}
 		s.now = time.Now()
 		if err := s.scan.feed(b, onFrame); err != nil {
 			r.p.log.Debug("h2 relay: closing connection", "direction", r.p.direction, "err", err)
 			return err
 		}
 		return write(b)
+	}
+	// The upstream's pump leaves a connection whose upstream failed
+	// before its first frame to serveRelay, and so does the client's
+	// pump once that is known.
+	toFallback := func() bool {
+		if s == &r.responses {
+			return !r.confirmed.Load()
+		}
+		r.gate.Lock()
+		defer r.gate.Unlock()
+		return r.fallback
 	}
 	if len(prefix) > 0 {
 		if pass(prefix) != nil {
@@ -241,14 +350,18 @@ func (r *relay) pump(src net.Conn, count func(int), prefix []byte, s *side, onFr
 			perr := pass((*bp)[:n])
 			r.p.bufs.Put(bp)
 			if perr != nil {
-				r.abort()
+				if !toFallback() {
+					r.abort()
+				}
 				return
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			switch {
+			case toFallback():
+			case errors.Is(err, io.EOF):
 				conn.CloseWrite(dst)
-			} else {
+			default:
 				r.abort()
 			}
 			return
@@ -322,6 +435,7 @@ func (r *relay) closeIfIdleLocked() {
 // abort closes both connections; the pumps then end.
 func (r *relay) abort() {
 	r.abortOnce.Do(func() {
+		r.aborted.Store(true)
 		r.client.Raw().Close()
 		r.up.Close()
 	})
@@ -350,6 +464,11 @@ func (r *relay) fromClient(f *frame) error {
 
 // fromUpstream reads the frames the upstream sends.
 func (r *relay) fromUpstream(f *frame) error {
+	if !r.confirmed.Load() {
+		if err := r.confirm(); err != nil {
+			return err
+		}
+	}
 	if err := r.responses.expectContinuation(f); err != nil {
 		return err
 	}

@@ -209,7 +209,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 			OpaquePorts:   o.OpaquePorts,
 			DetectTimeout: o.DetectTimeout,
 			HTTP1:         http1.New(direction, r, o.Connector, m, http1.WithLogger(log), http1.WithTap(hub)),
-			HTTP2:         h2.New(direction, r, o.Connector, m, h2.WithLogger(log), h2.WithTap(hub)),
+			HTTP2:         h2.New(direction, r, o.Connector, m, h2.WithLogger(log), h2.WithTap(hub), h2.WithKeepAliveTimeout(o.KeepAliveTimeout)),
 			Log:           log,
 		})
 	}

@@ -49,6 +49,7 @@ type Proxy struct {
 	transport *http.Transport
 	bufs      sync.Pool
 	tap       tap.Observer
+	keepAlive time.Duration
 }
 
 // Option configures a Proxy.
@@ -56,6 +57,11 @@ type Option func(*Proxy)
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
+
+// WithKeepAliveTimeout closes a connection gracefully (GOAWAY, then
+// close once at a frame boundary) when no stream has been open on it for
+// d; 0 never does.
+func WithKeepAliveTimeout(d time.Duration) Option { return func(p *Proxy) { p.keepAlive = d } }
 
 // WithTap reports requests to o (live tap).
 func WithTap(o tap.Observer) Option { return func(p *Proxy) { p.tap = o } }
@@ -103,7 +109,8 @@ func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.M
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c.(*trackedConn).Conn)
 		},
-		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ErrorLog:    slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		IdleTimeout: p.keepAlive,
 	}
 	go p.srv.Serve(p.ln)
 	return p

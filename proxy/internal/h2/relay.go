@@ -3,9 +3,11 @@ package h2
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,22 +48,35 @@ type relay struct {
 	tapped     atomic.Int32
 	idle       atomic.Bool // closing, and no stream is open
 	aborted    atomic.Bool
+	calmed     atomic.Bool   // closed for abuse: the client's bytes are read and dropped
+	opened     atomic.Uint32 // lastClient, read without mu
+	forwarded  atomic.Uint32 // the highest stream id whose opening went upstream
+	drainOnce  sync.Once
+
+	// Rapid reset: streams opened and reset by the client within
+	// prematureAge, counted per resetWindow.
+	windowStart     time.Time
+	windowOpened    int
+	windowPremature int
+	lastActive      time.Time   // when a stream last opened or ended
+	idleTimer       *time.Timer // the keep-alive timeout's check
 
 	// Until the upstream's first frame proves it speaks HTTP/2, the
 	// client's bytes are forwarded and kept (backlog) but not scanned:
 	// if the upstream turns out not to, the connection is replayed to
 	// the fallback server, which answers each request, and nothing was
 	// counted twice. Once it does, the backlog is scanned first.
-	gate      sync.Mutex
-	confirmed atomic.Bool   // the upstream's first frame was SETTINGS
-	fallback  bool          // the upstream failed before that: the client's bytes are only kept
-	backlog   []byte        // the client's bytes while neither is known
-	backlogAt time.Time     // when the backlog's first bytes arrived
-	verdict   chan struct{} // closed once confirmed or fallback is set
+	gate       sync.Mutex
+	confirmed  atomic.Bool      // the upstream's first frame was SETTINGS
+	fallback   bool             // the upstream failed before that: the client's bytes are only kept
+	backlog    []byte           // the client's bytes while neither is known
+	earlyReset []*metrics.Route // requests the client reset before that
+	verdict    chan struct{}    // closed once confirmed or fallback is set
 
 	// Writes to the client, from the upstream pump and from drain.
 	toClient         sync.Mutex
 	clientAtBoundary bool   // what the client got so far ends at a frame boundary
+	clientWrote      bool   // the client got something
 	clientPending    []byte // the relay's own frames, waiting for a boundary
 
 	abortOnce, closeOnce sync.Once
@@ -82,6 +97,7 @@ type stream struct {
 	route    *metrics.Route
 	call     *tap.Call
 	start    time.Time
+	early    *tap.Request // opened before the upstream proved it speaks HTTP/2: not counted yet
 	answered bool
 	status   int
 	ttfb     time.Duration
@@ -100,6 +116,7 @@ type side struct {
 	blockEnds    bool // the block's HEADERS frame ended the stream
 	blockIsPush  bool
 	fields       headerFields
+	listSize     int       // the block's decoded size so far
 	now          time.Time // when the bytes being scanned arrived
 }
 
@@ -120,6 +137,11 @@ func (s *side) init() {
 }
 
 func (s *side) emit(f hpack.HeaderField) {
+	s.listSize += len(f.Name) + len(f.Value) + 32
+	if s.listSize > maxHeaderList {
+		s.dec.SetEmitEnabled(false) // the rest of the block is not looked at
+		return
+	}
 	switch f.Name {
 	case ":method":
 		s.fields.method = f.Value
@@ -140,9 +162,12 @@ func (s *side) emit(f hpack.HeaderField) {
 
 // decode feeds a header block fragment to the decoder; at the end of the
 // block it calls done with the fields.
-func (s *side) decode(fragment []byte, end bool, done func(s *side)) error {
+func (s *side) decode(fragment []byte, end bool, done func(s *side) error) error {
 	if _, err := s.dec.Write(fragment); err != nil {
 		return err
+	}
+	if s.listSize > maxHeaderList {
+		return &abuseError{abuseHeaderListSize, fmt.Sprintf("header list of more than %d bytes decoded", maxHeaderList)}
 	}
 	if !end {
 		s.inBlock = true
@@ -152,8 +177,7 @@ func (s *side) decode(fragment []byte, end bool, done func(s *side)) error {
 	if err := s.dec.Close(); err != nil {
 		return err
 	}
-	done(s)
-	return nil
+	return done(s)
 }
 
 // startBlock begins a header block from a HEADERS or PUSH_PROMISE frame.
@@ -163,6 +187,8 @@ func (s *side) startBlock(f *frame) {
 		s.dec.SetAllowedMaxDynamicTableSize(s.allowedTable)
 	}
 	s.fields = headerFields{grpcStatus: metrics.NoGRPCStatus}
+	s.listSize = 0
+	s.dec.SetEmitEnabled(true)
 	s.blockStream = f.StreamID
 	s.blockEnds = f.Type == http2.FrameHeaders && f.Flags.Has(http2.FlagHeadersEndStream)
 	s.blockIsPush = f.Type == http2.FramePushPromise
@@ -178,7 +204,7 @@ func (s *side) expectContinuation(f *frame) error {
 }
 
 // block handles the header block frames of either direction.
-func (s *side) block(f *frame, done func(s *side)) error {
+func (s *side) block(f *frame, done func(s *side) error) error {
 	if f.Type == http2.FrameContinuation {
 		if !s.inBlock || f.StreamID != s.blockStream {
 			return errors.New("CONTINUATION frame outside a header block")
@@ -192,7 +218,7 @@ func (s *side) block(f *frame, done func(s *side)) error {
 	}
 	end := f.Flags.Has(http2.FlagHeadersEndHeaders) // the same bit in all three frame types
 	if s.blockIsPush {
-		done = func(*side) {} // pushed requests are not counted; the block keeps the decoder in step
+		done = func(*side) error { return nil } // pushed requests are not counted; the block keeps the decoder in step
 	}
 	return s.decode(frag, end, done)
 }
@@ -215,6 +241,17 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) (replay []byte, ok bool) {
 	r.responses.init()
 	c.OnDrain(func() { go r.drain() })
 	defer c.OnDrain(nil)
+	if p.keepAlive > 0 {
+		r.mu.Lock()
+		r.lastActive = time.Now()
+		r.idleTimer = time.AfterFunc(p.keepAlive, r.checkIdle)
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			r.idleTimer.Stop()
+			r.mu.Unlock()
+		}()
+	}
 
 	// Bytes read during detection (the preface, perhaps more) go first;
 	// the reader that holds them is not read again.
@@ -232,7 +269,7 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) (replay []byte, ok bool) {
 		r.gate.Unlock()
 		close(r.verdict)
 	}
-	if r.fallback && !r.aborted.Load() {
+	if r.fallback && !r.aborted.Load() && !r.calmed.Load() {
 		up.Close()
 		// The client's pump stops at its next read, keeping what it read.
 		c.Raw().SetReadDeadline(time.Unix(1, 0))
@@ -259,9 +296,11 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) (replay []byte, ok bool) {
 const maxBacklog = 128 << 10
 
 // fromClientEarly passes the client's bytes while the upstream has not
-// yet shown that it speaks HTTP/2: they are kept, and forwarded unless
-// the upstream already failed. It reports whether it took care of b.
-func (r *relay) fromClientEarly(b []byte) (handled bool, err error) {
+// yet shown that it speaks HTTP/2: they are kept, and scanned and
+// forwarded unless the upstream already failed (the requests they open
+// are counted once it has shown it). It reports whether it took care of
+// b.
+func (r *relay) fromClientEarly(b []byte, scan func([]byte) error) (handled bool, err error) {
 	r.gate.Lock()
 	if !r.confirmed.Load() && !r.fallback && len(r.backlog) >= maxBacklog {
 		r.gate.Unlock()
@@ -272,35 +311,47 @@ func (r *relay) fromClientEarly(b []byte) (handled bool, err error) {
 	if r.confirmed.Load() {
 		return false, nil
 	}
-	if len(r.backlog) == 0 {
-		r.backlogAt = time.Now()
-	}
 	r.backlog = append(r.backlog, b...)
 	if r.fallback {
 		return true, nil
+	}
+	if err := scan(b); err != nil {
+		return true, err
 	}
 	if _, err := r.upIO.Write(b); err != nil {
 		// The upstream closed: its pump says how (an HTTP/1 answer to
 		// the preface, say), and the bytes are in the backlog.
 		r.p.log.Debug("h2 relay: write to the upstream before its first frame", "direction", r.p.direction, "err", err)
 	}
+	r.forwarded.Store(r.opened.Load())
 	return true, nil
 }
 
 // confirm is called on the upstream's first frame (SETTINGS): the
-// client's backlog is scanned, in order, before anything else either way.
-func (r *relay) confirm() error {
+// requests opened so far are counted, and the client's bytes are no
+// longer kept.
+func (r *relay) confirm() {
 	r.gate.Lock()
 	defer r.gate.Unlock()
-	var err error
-	if len(r.backlog) > 0 {
-		r.requests.now = r.backlogAt
-		err = r.requests.scan.feed(r.backlog, r.fromClient)
+	r.mu.Lock()
+	ids := make([]uint32, 0, len(r.streams))
+	for id, st := range r.streams {
+		if st.early != nil {
+			ids = append(ids, id)
+		}
 	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r.countLocked(r.streams[id])
+	}
+	for _, rt := range r.earlyReset {
+		rt.Request()
+	}
+	r.earlyReset = nil
+	r.mu.Unlock()
 	r.backlog = nil
 	r.confirmed.Store(true)
 	close(r.verdict)
-	return err
 }
 
 // pump moves bytes from src to dst, scanning them on the way, until src
@@ -310,36 +361,63 @@ func (r *relay) pump(src net.Conn, count func(int), prefix []byte, s *side, onFr
 	write func([]byte) error, dst net.Conn) {
 	rd := conn.NewPooledReader(src, &r.p.bufs)
 	early := s == &r.requests
-	pass := func(b []byte) error {
-		if early {
-			if !r.confirmed.Load() {
-				if handled, err := r.fromClientEarly(b); handled || err != nil {
-					return err
-				}
-			}
-			early = false
-		}
+	scan := func(b []byte) error {
 		s.now = time.Now()
 		if err := s.scan.feed(b, onFrame); err != nil {
 			r.p.log.Debug("h2 relay: closing connection", "direction", r.p.direction, "err", err)
 			return err
 		}
-		return write(b)
+		return nil
 	}
+	pass := func(b []byte) error {
+		if early {
+			if !r.confirmed.Load() {
+				if handled, err := r.fromClientEarly(b, scan); handled || err != nil {
+					return err
+				}
+			}
+			early = false
+		}
+		if err := scan(b); err != nil {
+			return err
+		}
+		if err := write(b); err != nil {
+			return err
+		}
+		if s == &r.requests {
+			r.forwarded.Store(r.opened.Load())
+		}
+		return nil
+	}
+	discard := false // closed for abuse: the client's bytes are dropped until it closes
 	// The upstream's pump leaves a connection whose upstream failed
 	// before its first frame to serveRelay, and so does the client's
 	// pump once that is known.
 	toFallback := func() bool {
 		if s == &r.responses {
-			return !r.confirmed.Load()
+			return !r.confirmed.Load() || r.calmed.Load()
 		}
 		r.gate.Lock()
 		defer r.gate.Unlock()
 		return r.fallback
 	}
-	if len(prefix) > 0 {
-		if pass(prefix) != nil {
+	failed := func(err error) bool {
+		var ab *abuseError
+		if errors.As(err, &ab) {
+			if s == &r.requests {
+				r.calm(ab.reason)
+				discard = true
+				return false
+			}
+			r.p.metrics.HTTP2Abuse(r.p.direction, ab.reason)
+		}
+		if !toFallback() {
 			r.abort()
+		}
+		return true
+	}
+	if len(prefix) > 0 {
+		if err := pass(prefix); err != nil && failed(err) {
 			return
 		}
 	}
@@ -347,17 +425,19 @@ func (r *relay) pump(src net.Conn, count func(int), prefix []byte, s *side, onFr
 		bp, n, err := rd.Read()
 		if n > 0 {
 			count(n)
-			perr := pass((*bp)[:n])
+			var perr error
+			if !discard {
+				perr = pass((*bp)[:n])
+			}
 			r.p.bufs.Put(bp)
-			if perr != nil {
-				if !toFallback() {
-					r.abort()
-				}
+			if perr != nil && failed(perr) {
 				return
 			}
 		}
 		if err != nil {
 			switch {
+			case discard:
+				r.abort()
 			case toFallback():
 			case errors.Is(err, io.EOF):
 				conn.CloseWrite(dst)
@@ -377,6 +457,10 @@ func (r *relay) writeUpstream(b []byte) error {
 func (r *relay) writeClient(b []byte) error {
 	r.toClient.Lock()
 	defer r.toClient.Unlock()
+	if r.calmed.Load() {
+		return errCalmed
+	}
+	r.clientWrote = true
 	if _, err := r.clientIO.Write(b); err != nil {
 		return err
 	}
@@ -432,6 +516,36 @@ func (r *relay) closeIfIdleLocked() {
 	})
 }
 
+var errCalmed = errors.New("connection closed for abuse")
+
+// calm ends an abusive client's connection: nothing more of it goes
+// upstream (that connection is closed), and the client gets GOAWAY with
+// ENHANCE_YOUR_CALM naming the last stream that went upstream, when what
+// it was sent ends at a frame boundary (preceded by SETTINGS when it got
+// nothing yet, as its first frame must be). Its write half is then
+// closed; what it still sends is read and dropped until it closes, or
+// for drainLinger, so the GOAWAY is not lost to a reset.
+func (r *relay) calm(reason string) {
+	if !r.calmed.CompareAndSwap(false, true) {
+		return
+	}
+	r.p.metrics.HTTP2Abuse(r.p.direction, reason)
+	r.p.log.Debug("h2 relay: closing an abusive connection", "direction", r.p.direction, "reason", reason, "client", r.source)
+	r.up.Close()
+	r.toClient.Lock()
+	var f []byte
+	if !r.clientWrote {
+		f = settingsFrame()
+	}
+	if !r.clientWrote || r.clientAtBoundary {
+		f = append(f, goAwayFrame(r.forwarded.Load(), http2.ErrCodeEnhanceYourCalm)...)
+		r.clientIO.Write(f)
+	}
+	r.toClient.Unlock()
+	conn.CloseWrite(r.clientIO)
+	r.client.Raw().SetReadDeadline(time.Now().Add(drainLinger))
+}
+
 // abort closes both connections; the pumps then end.
 func (r *relay) abort() {
 	r.abortOnce.Do(func() {
@@ -451,8 +565,9 @@ func (r *relay) fromClient(f *frame) error {
 		return r.requests.block(f, r.requestHeaders)
 	case http2.FrameRSTStream:
 		if len(f.Payload) == 4 {
-			r.reset(f.StreamID, false, http2.ErrCode(binary.BigEndian.Uint32(f.Payload)))
+			err := r.reset(f.StreamID, false, http2.ErrCode(binary.BigEndian.Uint32(f.Payload)))
 			r.closeIfIdle()
+			return err
 		}
 	case http2.FrameSettings:
 		if v, ok := headerTableSize(f); ok {
@@ -465,9 +580,7 @@ func (r *relay) fromClient(f *frame) error {
 // fromUpstream reads the frames the upstream sends.
 func (r *relay) fromUpstream(f *frame) error {
 	if !r.confirmed.Load() {
-		if err := r.confirm(); err != nil {
-			return err
-		}
+		r.confirm()
 	}
 	if err := r.responses.expectContinuation(f); err != nil {
 		return err
@@ -495,15 +608,25 @@ func (r *relay) fromUpstream(f *frame) error {
 	return nil
 }
 
-// requestHeaders starts a stream, or reads a request's trailers.
-func (r *relay) requestHeaders(s *side) {
+// requestHeaders starts a stream, or reads a request's trailers. A client
+// with more than maxClientStreams open at once is refused.
+func (r *relay) requestHeaders(s *side) error {
 	id := s.blockStream
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if id%2 == 0 || id <= r.lastClient {
-		return // trailers of a request already counted
+		return nil // trailers of a request already counted
+	}
+	if len(r.streams) >= maxClientStreams {
+		return &abuseError{abuseConcurrentStreams, fmt.Sprintf("more than %d streams open", maxClientStreams)}
 	}
 	r.lastClient = id
+	r.opened.Store(id)
+	if s.now.Sub(r.windowStart) >= resetWindow {
+		r.windowStart, r.windowOpened, r.windowPremature = s.now, 0, 0
+	}
+	r.windowOpened++
+	r.lastActive = s.now
 	authority := s.fields.authority
 	if authority == "" {
 		authority = s.fields.host
@@ -512,33 +635,44 @@ func (r *relay) requestHeaders(s *side) {
 		route: r.p.metrics.RouteString(r.p.direction, authority, false),
 		start: s.now,
 		grpc:  metrics.NoGRPCStatus,
+		early: &tap.Request{
+			Time: s.now, Direction: r.p.direction,
+			Method: s.fields.method, Scheme: s.fields.scheme, Authority: authority, Path: s.fields.path,
+		},
 	}
+	if r.confirmed.Load() {
+		r.countLocked(st)
+	}
+	r.streams[id] = st
+	return nil
+}
+
+// countLocked counts a stream's request, and offers it to tap.
+func (r *relay) countLocked(st *stream) {
+	req := st.early
+	st.early = nil
 	st.route.Request()
 	if r.p.tap != nil && r.p.tap.Observing() {
-		st.call = r.p.tap.Start(&tap.Request{
-			Time: s.now, Direction: r.p.direction,
-			Conn: r.client.ID, Stream: r.client.NextRequest(),
-			Source: r.source, Destination: r.client.OrigDst,
-			Method: s.fields.method, Scheme: s.fields.scheme, Authority: authority, Path: s.fields.path,
-		})
+		req.Conn, req.Stream = r.client.ID, r.client.NextRequest()
+		req.Source, req.Destination = r.source, r.client.OrigDst
+		st.call = r.p.tap.Start(req)
 		if st.call != nil {
 			r.tapped.Add(1)
 		}
 	}
-	r.streams[id] = st
 }
 
 // responseHeaders reads a response's headers or trailers.
-func (r *relay) responseHeaders(s *side) {
+func (r *relay) responseHeaders(s *side) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.streams[s.blockStream]
 	if st == nil {
-		return
+		return nil
 	}
 	if !st.answered {
 		if s.fields.status >= 100 && s.fields.status < 200 {
-			return // informational; the final response follows
+			return nil // informational; the final response follows
 		}
 		st.answered, st.status, st.ttfb = true, s.fields.status, s.now.Sub(st.start)
 		st.call.Response(st.status, s.now)
@@ -549,6 +683,7 @@ func (r *relay) responseHeaders(s *side) {
 	if s.blockEnds {
 		r.endLocked(s.blockStream, st, ended, "")
 	}
+	return nil
 }
 
 func (r *relay) responseData(f *frame) {
@@ -564,19 +699,29 @@ func (r *relay) responseData(f *frame) {
 	}
 }
 
-// reset ends a stream that either side reset.
-func (r *relay) reset(id uint32, byUpstream bool, code http2.ErrCode) {
+// reset ends a stream that either side reset. A client that resets more
+// than maxPrematureResets streams within prematureAge of opening them,
+// and at least as many as it lets finish, in resetWindow, is abusive
+// (rapid reset).
+func (r *relay) reset(id uint32, byUpstream bool, code http2.ErrCode) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.streams[id]
 	if st == nil {
-		return
+		return nil
 	}
 	if byUpstream {
 		r.endLocked(id, st, failed, "reset by the server: "+code.String())
-		return
+		return nil
 	}
 	r.endLocked(id, st, cancelled, "reset by the client: "+code.String())
+	if now := r.requests.now; now.Sub(st.start) < prematureAge && !st.start.Before(r.windowStart) {
+		r.windowPremature++
+		if r.windowPremature >= maxPrematureResets && 2*r.windowPremature >= r.windowOpened {
+			return &abuseError{abuseRapidReset, fmt.Sprintf("%d of %d streams reset at once", r.windowPremature, r.windowOpened)}
+		}
+	}
+	return nil
 }
 
 // refusedAfter forgets the streams an upstream GOAWAY says were never
@@ -598,8 +743,21 @@ func (r *relay) refusedAfter(last uint32) {
 // any response is not a response at all and counts nowhere.
 func (r *relay) endLocked(id uint32, st *stream, how outcome, reason string) {
 	delete(r.streams, id)
-	r.untapLocked(st)
 	now := time.Now()
+	r.lastActive = now
+	if r.closing && len(r.streams) == 0 {
+		r.idle.Store(true)
+	}
+	if st.early != nil {
+		// Ended before the upstream said anything: counted once it does,
+		// or now if the connection broke.
+		if how != failed {
+			r.earlyReset = append(r.earlyReset, st.route)
+			return
+		}
+		r.countLocked(st)
+	}
+	r.untapLocked(st)
 	switch {
 	case how == ended:
 		st.route.Response(st.status, st.grpc).Observe(st.ttfb)
@@ -609,9 +767,6 @@ func (r *relay) endLocked(id uint32, st *stream, how outcome, reason string) {
 		st.route.Failed(metrics.NoStatus).Observe(now.Sub(st.start))
 	}
 	st.call.End(st.bytes, st.grpc, reason, now)
-	if r.closing && len(r.streams) == 0 {
-		r.idle.Store(true)
-	}
 }
 
 func (r *relay) untapLocked(st *stream) {
@@ -629,6 +784,40 @@ func (r *relay) finish() {
 	}
 }
 
+// Limits on what a client may make the upstream do; see the package
+// README for how they compare with other servers'.
+const (
+	// maxClientStreams is how many streams a client may have open at
+	// once. The relay does not announce it (SETTINGS pass end to end; a
+	// client keeps to its server's SETTINGS_MAX_CONCURRENT_STREAMS), so
+	// it is well above what servers announce (Go 100 to 250, nginx 128).
+	maxClientStreams = 1000
+	// maxPrematureResets streams reset by the client within prematureAge
+	// of opening them, and at least half of those it opened, within
+	// resetWindow, is a rapid reset attack (CVE-2023-44487).
+	maxPrematureResets = 100
+	prematureAge       = time.Second
+	resetWindow        = 10 * time.Second
+)
+
+// checkIdle closes the connection gracefully, as drain does, once no
+// stream has been open for the keep-alive timeout.
+func (r *relay) checkIdle() {
+	r.mu.Lock()
+	wait := r.p.keepAlive
+	if len(r.streams) == 0 {
+		wait -= time.Since(r.lastActive)
+	}
+	if wait > 0 {
+		r.idleTimer.Reset(wait)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.p.log.Debug("h2 relay: closing an idle connection", "direction", r.p.direction, "client", r.source)
+	r.drain()
+}
+
 // drainGrace is how long a client has, after the first GOAWAY, to see it
 // before the final one names the last stream the upstream will serve.
 const drainGrace = time.Second
@@ -641,6 +830,10 @@ const drainLinger = time.Second
 // that stops new streams, then, after a grace period, the final GOAWAY;
 // the connection closes once the streams in flight are done.
 func (r *relay) drain() {
+	r.drainOnce.Do(r.drainNow)
+}
+
+func (r *relay) drainNow() {
 	r.sendClient(goAwayFrame(1<<31-1, http2.ErrCodeNo))
 	time.Sleep(drainGrace)
 	r.mu.Lock()

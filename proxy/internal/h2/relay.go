@@ -307,12 +307,16 @@ func (r *relay) fromClientEarly(b []byte, scan func([]byte) error) (handled bool
 		<-r.verdict
 		r.gate.Lock()
 	}
-	defer r.gate.Unlock()
 	if r.confirmed.Load() {
+		r.gate.Unlock()
 		return false, nil
 	}
 	r.backlog = append(r.backlog, b...)
-	if r.fallback {
+	fallback := r.fallback
+	r.gate.Unlock()
+	// Scanning and writing need no lock: only this goroutine does them,
+	// and requestHeaders sees under mu whether confirm has run.
+	if fallback {
 		return true, nil
 	}
 	if err := scan(b); err != nil {
@@ -348,9 +352,9 @@ func (r *relay) confirm() {
 		rt.Request()
 	}
 	r.earlyReset = nil
+	r.confirmed.Store(true)
 	r.mu.Unlock()
 	r.backlog = nil
-	r.confirmed.Store(true)
 	close(r.verdict)
 }
 

@@ -97,7 +97,7 @@ type stream struct {
 	route    *metrics.Route
 	call     *tap.Call
 	start    time.Time
-	early    *tap.Request // opened before the upstream proved it speaks HTTP/2: not counted yet
+	early    *earlyRequest // opened before the upstream proved it speaks HTTP/2: not counted yet
 	answered bool
 	status   int
 	ttfb     time.Duration
@@ -346,7 +346,7 @@ func (r *relay) confirm() {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		r.countLocked(r.streams[id])
+		r.countEarlyLocked(r.streams[id])
 	}
 	for _, rt := range r.earlyReset {
 		rt.Request()
@@ -639,27 +639,40 @@ func (r *relay) requestHeaders(s *side) error {
 		route: r.p.metrics.RouteString(r.p.direction, authority, false),
 		start: s.now,
 		grpc:  metrics.NoGRPCStatus,
-		early: &tap.Request{
-			Time: s.now, Direction: r.p.direction,
-			Method: s.fields.method, Scheme: s.fields.scheme, Authority: authority, Path: s.fields.path,
-		},
 	}
 	if r.confirmed.Load() {
-		r.countLocked(st)
+		r.countLocked(st, s.fields.method, s.fields.scheme, authority, s.fields.path)
+	} else {
+		st.early = &earlyRequest{s.fields.method, s.fields.scheme, authority, s.fields.path}
 	}
 	r.streams[id] = st
 	return nil
 }
 
-// countLocked counts a stream's request, and offers it to tap.
-func (r *relay) countLocked(st *stream) {
-	req := st.early
+// earlyRequest is what tap is told of a request opened before the
+// upstream's first frame, once it comes.
+type earlyRequest struct {
+	method, scheme, authority, path string
+}
+
+// countEarlyLocked counts a request opened before the upstream's first
+// frame.
+func (r *relay) countEarlyLocked(st *stream) {
+	e := st.early
 	st.early = nil
+	r.countLocked(st, e.method, e.scheme, e.authority, e.path)
+}
+
+// countLocked counts a stream's request, and offers it to tap.
+func (r *relay) countLocked(st *stream, method, scheme, authority, path string) {
 	st.route.Request()
 	if r.p.tap != nil && r.p.tap.Observing() {
-		req.Conn, req.Stream = r.client.ID, r.client.NextRequest()
-		req.Source, req.Destination = r.source, r.client.OrigDst
-		st.call = r.p.tap.Start(req)
+		st.call = r.p.tap.Start(&tap.Request{
+			Time: st.start, Direction: r.p.direction,
+			Conn: r.client.ID, Stream: r.client.NextRequest(),
+			Source: r.source, Destination: r.client.OrigDst,
+			Method: method, Scheme: scheme, Authority: authority, Path: path,
+		})
 		if st.call != nil {
 			r.tapped.Add(1)
 		}
@@ -759,7 +772,7 @@ func (r *relay) endLocked(id uint32, st *stream, how outcome, reason string) {
 			r.earlyReset = append(r.earlyReset, st.route)
 			return
 		}
-		r.countLocked(st)
+		r.countEarlyLocked(st)
 	}
 	r.untapLocked(st)
 	switch {

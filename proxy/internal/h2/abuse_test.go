@@ -2,6 +2,7 @@ package h2
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -319,4 +320,57 @@ func TestRelayKeepAliveIdle(t *testing.T) {
 		t.Fatalf("a connection with a stream open ended or got GOAWAY (%v)", err)
 	case <-time.After(time.Second):
 	}
+}
+
+// An upstream that accepts and never answers, and a client that sent more
+// than the relay keeps before the upstream's first frame: when the drain
+// timeout ends, both connections are closed.
+func TestRelayAbortClosesAHungUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	p := startProxy(t, ln.Addr().String())
+	rc := dialRaw(t, p.addr)
+	rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: rc.block("hung.test"), EndHeaders: true})
+	chunk := make([]byte, 16<<10)
+	go func() {
+		for range 2 * maxBacklog / len(chunk) {
+			if rc.fr.WriteData(1, false, chunk) != nil {
+				return
+			}
+		}
+	}()
+	var up net.Conn
+	select {
+	case up = <-accepted:
+		defer up.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proxy did not connect upstream")
+	}
+	// Wait until the relay holds its maximum (the upstream reads none of it).
+	deadline := time.Now().Add(5 * time.Second)
+	for p.sample(t, "tcp_read_bytes_total", nil) < maxBacklog {
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy read %v bytes", p.sample(t, "tcp_read_bytes_total", nil))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	go p.srv.Shutdown(ctx) // it waits for the relay, which must end
+	up.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.Copy(io.Discard, up)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the upstream connection is still open after the drain timeout")
+	}
+	rc.closed(t)
 }

@@ -241,6 +241,10 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) (replay []byte, ok bool) {
 	r.responses.init()
 	c.OnDrain(func() { go r.drain() })
 	defer c.OnDrain(nil)
+	// At the drain timeout's end the upstream is closed too, also one
+	// that never sent its first frame.
+	c.OnAbort(r.abort)
+	defer c.OnAbort(nil)
 	if p.keepAlive > 0 {
 		r.mu.Lock()
 		r.lastActive = time.Now()

@@ -27,7 +27,7 @@ It only reads from the cluster.
 
 Usage:
   meshstat stat KIND [NAME] [-n NS | -A] [-t WINDOW] [--from RES | --to RES] [-l SELECTOR] [-o table|wide|json]
-  meshstat tap KIND/NAME [-n NS] [--method M] [--path PREFIX] [--authority A] [--max-rps N] [-o json|wide]
+  meshstat tap KIND/NAME [-n NS] [--method M] [--path PREFIX] [--authority A] [--max-rps N] [--show-query] [-o json|wide]
   meshstat version
 
 KIND is one of ` + "deploy, sts, ds, job, pod, ns" + `. Run "meshstat stat --help" or "meshstat tap --help" for the flags.
@@ -251,6 +251,7 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.PathPrefix, "path", "", "only requests whose path starts with this")
 	fs.StringVar(&o.Authority, "authority", "", "only requests with this :authority")
 	fs.IntVar(&o.MaxRPS, "max-rps", 0, fmt.Sprintf("the most requests per second shown from each pod (default: the proxy's, %d)", contract.TapDefaultMaxRPS))
+	fs.BoolVar(&o.ShowQuery, "show-query", false, "show the values in paths' query strings (the proxies replace them with <redacted> by default)")
 	fs.StringVarP(&o.Output, "output", "o", "", "json or wide (default: one line per event)")
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)

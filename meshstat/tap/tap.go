@@ -41,6 +41,9 @@ type Options struct {
 	Authority  string
 	MaxRPS     int // 0: the proxy's default
 	Output     string
+	// ShowQuery asks the proxies for the values in paths' query strings,
+	// which they redact by default.
+	ShowQuery bool
 }
 
 // Validate checks the options on their own, before any request.
@@ -118,8 +121,12 @@ func Run(ctx context.Context, o Options, kc kube.Client, opener Opener, out, err
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	query := Query(o.Method, o.Authority, o.PathPrefix, o.MaxRPS)
+	if o.ShowQuery {
+		query.Set(contract.TapParamQuery, "1")
+	}
 	m := &merger{
-		ctx: ctx, fail: cancel, opener: opener, query: Query(o.Method, o.Authority, o.PathPrefix, o.MaxRPS),
+		ctx: ctx, fail: cancel, opener: opener, query: query,
 		events: make(chan Event, 256), notices: make(chan string, 64), cfg: cfg,
 		streams: map[string]*stream{},
 	}

@@ -258,6 +258,29 @@ func TestReconnectsAfterABrokenStream(t *testing.T) {
 	}
 }
 
+// --show-query asks each proxy for query values with query=1; without
+// it the parameter is not sent (the proxy redacts them).
+func TestShowQuery(t *testing.T) {
+	api := newFakeAPI(t)
+	api.handle("web-1", func(w http.ResponseWriter, r *http.Request, _ int) {
+		send(w, request("0:1", "/cb?code=abc", 200)...)
+		<-r.Context().Done()
+	})
+	r := start(t, Options{Target: "deploy/web", Namespace: "emojivoto", ShowQuery: true}, webCluster(webPod("web-1", true)), api)
+	waitFor(t, "three lines", &r.out, func(s string) bool { return strings.Count(s, "\n") == 3 })
+	r.stop(t)
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	for _, q := range api.queries {
+		if q != "query=1" {
+			t.Errorf("tap query %q, want query=1", q)
+		}
+	}
+	if len(api.queries) == 0 {
+		t.Error("no tap request")
+	}
+}
+
 func TestFollowsPodsThatComeAndGo(t *testing.T) {
 	api := newFakeAPI(t)
 	web1Gone := make(chan struct{})

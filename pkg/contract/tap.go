@@ -12,8 +12,11 @@ import "time"
 // The answer is 200 with Content-Type TapContentType: newline-delimited JSON,
 // one TapEvent per line, flushed after every line, until the client goes
 // away. Bad parameters get 400 with a plain-text body naming the parameter
-// and value. Events carry no bodies and no header values other than the
-// pseudo-headers below. With no subscriber the proxy does no tap work.
+// and value. A proxy that already streams to its maximum of subscribers
+// answers 503 with a Retry-After and a plain-text reason. Events carry no
+// bodies, no header values other than the pseudo-headers below, and no
+// query values unless asked (TapParamQuery). With no subscriber the proxy
+// does no tap work.
 const (
 	TapPath        = "/tap"
 	TapContentType = "application/x-ndjson"
@@ -30,6 +33,11 @@ const (
 	// counts requests, not events: a request is shown whole (req, rsp, end)
 	// or not at all, so lines always pair up.
 	TapParamMaxRPS = "max_rps"
+	// TapParamQuery "1" shows the values in paths' query strings (often
+	// tokens); by default each is replaced by "<redacted>", keeping the
+	// keys ("/cb?code=<redacted>&state=<redacted>"), and the path filter
+	// is matched against the redacted path.
+	TapParamQuery = "query"
 
 	TapDefaultMaxRPS = 100
 )

@@ -220,7 +220,7 @@ func Run(ctx context.Context, o Options, stderr io.Writer) error {
 			OpaqueIdleTimeout: o.OpaqueIdleTimeout,
 			FDs:               fds,
 			HTTP1:             http1.New(direction, r, o.Connector, m, http1.WithLogger(log), http1.WithTap(hub), http1.WithTimeouts(http1.Timeouts{HeadRead: o.HeadReadTimeout, KeepAlive: o.KeepAliveTimeout, StreamIdle: o.StreamIdleTimeout})),
-			HTTP2:             h2.New(direction, r, o.Connector, m, h2.WithLogger(log), h2.WithTap(hub)),
+			HTTP2:             h2.New(direction, r, o.Connector, m, h2.WithLogger(log), h2.WithTap(hub), h2.WithKeepAliveTimeout(o.KeepAliveTimeout)),
 			Log:               log,
 		})
 	}

@@ -12,9 +12,41 @@ import (
 // section 4.1).
 const frameHeaderLen = 9
 
-// maxKeptPayload bounds the payload of a frame the relay reads (headers,
-// settings, resets, GOAWAY). A header block larger than this is refused.
+// maxKeptPayload bounds the payload of a frame the relay reads (settings,
+// resets, GOAWAY; header frames are bounded by maxHeaderBlock).
 const maxKeptPayload = 1 << 20
+
+// Limits on one header block (HEADERS or PUSH_PROMISE and its
+// CONTINUATION frames), either way; over them the connection is closed,
+// and the frame that went over is not forwarded. See the package README
+// for how they compare with other servers'.
+const (
+	// maxHeaderBlock is the block's encoded size.
+	maxHeaderBlock = 256 << 10
+	// maxContinuations is how many CONTINUATION frames one block may
+	// have: enough for maxHeaderBlock in 16 KiB frames.
+	maxContinuations = 16
+	// maxHeaderList is the block's decoded size as RFC 9113 section
+	// 6.5.2 counts it (name, value and 32 bytes per field), which an
+	// HPACK bomb makes far larger than the encoded size.
+	maxHeaderList = 1 << 20
+)
+
+// Reasons a connection is closed for abuse (the metric's reason label).
+const (
+	abuseRapidReset        = "rapid_reset"
+	abuseConcurrentStreams = "max_concurrent_streams"
+	abuseContinuationFlood = "continuation_flood"
+	abuseHeaderBlockSize   = "header_block_size"
+	abuseHeaderListSize    = "header_list_size"
+)
+
+// abuseError is a peer that went over one of the relay's limits.
+type abuseError struct {
+	reason, detail string
+}
+
+func (e *abuseError) Error() string { return e.detail + " (" + e.reason + ")" }
 
 // frame is one complete frame as the scanner reports it. Payload holds the
 // frame's payload for the kinds the relay reads, and only the pad length
@@ -39,6 +71,9 @@ type frameScanner struct {
 	need    uint32 // payload bytes of cur still to come
 	keep    bool   // whether cur's payload is kept
 	payload []byte
+
+	blockBytes  uint32 // the current header block's frame payloads so far
+	blockFrames int    // its CONTINUATION frames so far
 }
 
 // kept reports whether the relay reads the payload of frames of type t.
@@ -80,9 +115,12 @@ func (s *frameScanner) feed(p []byte, onFrame func(*frame) error) error {
 				// Both connection prefaces begin with SETTINGS (RFC 9113
 				// section 3.4); anything else is not HTTP/2, such as an
 				// HTTP/1 server's answer to the client preface.
-				return fmt.Errorf("peer does not speak HTTP/2: first frame is not SETTINGS")
+				return errNotHTTP2
 			}
 			s.started = true
+			if err := s.checkBlock(); err != nil {
+				return err
+			}
 			s.need = s.cur.Length
 			s.keep = kept(s.cur.Type)
 			if s.keep && s.cur.Length > maxKeptPayload {
@@ -108,6 +146,27 @@ func (s *frameScanner) feed(p []byte, onFrame func(*frame) error) error {
 	return nil
 }
 
+// checkBlock applies the header block limits to the frame whose header
+// was just read, before any of its payload is kept or passed on.
+func (s *frameScanner) checkBlock() error {
+	switch s.cur.Type {
+	case http2.FrameHeaders, http2.FramePushPromise:
+		s.blockBytes, s.blockFrames = 0, 0
+	case http2.FrameContinuation:
+		s.blockFrames++
+		if s.blockFrames > maxContinuations {
+			return &abuseError{abuseContinuationFlood, fmt.Sprintf("header block of more than %d CONTINUATION frames", maxContinuations)}
+		}
+	default:
+		return nil
+	}
+	s.blockBytes += s.cur.Length
+	if s.blockBytes > maxHeaderBlock || s.cur.Length > maxHeaderBlock {
+		return &abuseError{abuseHeaderBlockSize, fmt.Sprintf("header block of %d bytes or more exceeds the relay's limit of %d", s.blockBytes, maxHeaderBlock)}
+	}
+	return nil
+}
+
 func (s *frameScanner) complete(onFrame func(*frame) error) error {
 	s.hdrN = 0
 	s.cur.Payload = s.payload
@@ -119,6 +178,9 @@ func (s *frameScanner) complete(onFrame func(*frame) error) error {
 }
 
 var errMalformed = errors.New("malformed frame")
+
+// errNotHTTP2 is a peer whose first frame is not SETTINGS.
+var errNotHTTP2 = errors.New("peer does not speak HTTP/2: first frame is not SETTINGS")
 
 // headerBlockFragment is the header block fragment in a HEADERS,
 // PUSH_PROMISE or CONTINUATION frame's payload: padding, priority and the
@@ -179,6 +241,11 @@ func headerTableSize(f *frame) (uint32, bool) {
 func appendFrameHeader(b []byte, t http2.FrameType, flags http2.Flags, streamID uint32, length int) []byte {
 	b = append(b, byte(length>>16), byte(length>>8), byte(length), byte(t), byte(flags))
 	return binary.BigEndian.AppendUint32(b, streamID)
+}
+
+// settingsFrame is an empty SETTINGS frame.
+func settingsFrame() []byte {
+	return appendFrameHeader(make([]byte, 0, frameHeaderLen), http2.FrameSettings, 0, 0, 0)
 }
 
 // goAwayFrame is a GOAWAY frame with no debug data.

@@ -7,7 +7,9 @@
 // header blocks on the way to count, time and tap each request. That path
 // costs about what forwarding opaque bytes costs.
 //
-// A connection whose upstream cannot be reached is served by net/http's
+// A connection whose upstream cannot be reached, or does not speak HTTP/2
+// (it answers the preface with something else, or closes), is served by
+// net/http's
 // HTTP/2 implementation (the bundled copy of golang.org/x/net/http2) in
 // unencrypted mode instead: an http.Server answers each of its requests
 // with the mapped error (502/503/504 and the reason in a header), trying
@@ -47,6 +49,7 @@ type Proxy struct {
 	transport *http.Transport
 	bufs      sync.Pool
 	tap       tap.Observer
+	keepAlive time.Duration
 }
 
 // Option configures a Proxy.
@@ -54,6 +57,11 @@ type Option func(*Proxy)
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
+
+// WithKeepAliveTimeout closes a connection gracefully (GOAWAY, then
+// close once at a frame boundary) when no stream has been open on it for
+// d; 0 never does.
+func WithKeepAliveTimeout(d time.Duration) Option { return func(p *Proxy) { p.keepAlive = d } }
 
 // WithTap reports requests to o (live tap).
 func WithTap(o tap.Observer) Option { return func(p *Proxy) { p.tap = o } }
@@ -101,7 +109,8 @@ func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.M
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c.(*trackedConn).Conn)
 		},
-		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ErrorLog:    slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		IdleTimeout: p.keepAlive,
 	}
 	go p.srv.Serve(p.ln)
 	return p
@@ -111,11 +120,14 @@ func New(direction string, r resolve.Resolver, c resolve.Connector, m *metrics.M
 // closes. The connection is resolved once, by its original destination:
 // every stream on it goes to that endpoint.
 func (p *Proxy) ServeConn(c *conn.Conn) {
+	var replay []byte
 	if up := p.dial(c); up != nil {
-		p.serveRelay(c, up)
-		return
+		var again bool
+		if replay, again = p.serveRelay(c, up); !again {
+			return
+		}
 	}
-	tc := &trackedConn{Conn: c, closed: make(chan struct{})}
+	tc := &trackedConn{Conn: c, replay: replay, closed: make(chan struct{})}
 	if !p.ln.push(tc) {
 		return
 	}
@@ -320,11 +332,23 @@ func (p *Proxy) fail(w http.ResponseWriter, route *metrics.Route, start time.Tim
 	io.WriteString(w, e.Reason+"\n")
 }
 
-// trackedConn tells ServeConn when the HTTP server is done with it.
+// trackedConn tells ServeConn when the HTTP server is done with it. Its
+// reads begin with replay: what the client sent to an upstream that did
+// not speak HTTP/2.
 type trackedConn struct {
 	*conn.Conn
+	replay []byte
 	once   sync.Once
 	closed chan struct{}
+}
+
+func (t *trackedConn) Read(p []byte) (int, error) {
+	if len(t.replay) > 0 {
+		n := copy(p, t.replay)
+		t.replay = t.replay[n:]
+		return n, nil
+	}
+	return t.Conn.Read(p)
 }
 
 func (t *trackedConn) Close() error {

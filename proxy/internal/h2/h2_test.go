@@ -32,7 +32,7 @@ type testProxy struct {
 	srv     *server.Server
 }
 
-func startProxy(t testing.TB, backend string) *testProxy {
+func startProxy(t testing.TB, backend string, opts ...Option) *testProxy {
 	t.Helper()
 	m := metrics.New(metrics.Workload{})
 	r, c := resolve.OrigDst{}, resolve.TCP{}
@@ -42,7 +42,7 @@ func startProxy(t testing.TB, backend string) *testProxy {
 		Resolver:  r,
 		Connector: c,
 		Metrics:   m,
-		HTTP2:     New(contract.DirectionInbound, r, c, m),
+		HTTP2:     New(contract.DirectionInbound, r, c, m, opts...),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -3,9 +3,11 @@ package h2
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,10 +47,36 @@ type relay struct {
 	closing    bool   // the final GOAWAY is out: end once no stream is open
 	tapped     atomic.Int32
 	idle       atomic.Bool // closing, and no stream is open
+	aborted    atomic.Bool
+	calmed     atomic.Bool   // closed for abuse: the client's bytes are read and dropped
+	opened     atomic.Uint32 // lastClient, read without mu
+	forwarded  atomic.Uint32 // the highest stream id whose opening went upstream
+	drainOnce  sync.Once
+
+	// Rapid reset: streams opened and reset by the client within
+	// prematureAge, counted per resetWindow.
+	windowStart     time.Time
+	windowOpened    int
+	windowPremature int
+	lastActive      time.Time   // when a stream last opened or ended
+	idleTimer       *time.Timer // the keep-alive timeout's check
+
+	// Until the upstream's first frame proves it speaks HTTP/2, the
+	// client's bytes are forwarded and kept (backlog) but not scanned:
+	// if the upstream turns out not to, the connection is replayed to
+	// the fallback server, which answers each request, and nothing was
+	// counted twice. Once it does, the backlog is scanned first.
+	gate       sync.Mutex
+	confirmed  atomic.Bool      // the upstream's first frame was SETTINGS
+	fallback   bool             // the upstream failed before that: the client's bytes are only kept
+	backlog    []byte           // the client's bytes while neither is known
+	earlyReset []*metrics.Route // requests the client reset before that
+	verdict    chan struct{}    // closed once confirmed or fallback is set
 
 	// Writes to the client, from the upstream pump and from drain.
 	toClient         sync.Mutex
 	clientAtBoundary bool   // what the client got so far ends at a frame boundary
+	clientWrote      bool   // the client got something
 	clientPending    []byte // the relay's own frames, waiting for a boundary
 
 	abortOnce, closeOnce sync.Once
@@ -69,6 +97,7 @@ type stream struct {
 	route    *metrics.Route
 	call     *tap.Call
 	start    time.Time
+	early    *earlyRequest // opened before the upstream proved it speaks HTTP/2: not counted yet
 	answered bool
 	status   int
 	ttfb     time.Duration
@@ -87,6 +116,7 @@ type side struct {
 	blockEnds    bool // the block's HEADERS frame ended the stream
 	blockIsPush  bool
 	fields       headerFields
+	listSize     int       // the block's decoded size so far
 	now          time.Time // when the bytes being scanned arrived
 }
 
@@ -107,6 +137,11 @@ func (s *side) init() {
 }
 
 func (s *side) emit(f hpack.HeaderField) {
+	s.listSize += len(f.Name) + len(f.Value) + 32
+	if s.listSize > maxHeaderList {
+		s.dec.SetEmitEnabled(false) // the rest of the block is not looked at
+		return
+	}
 	switch f.Name {
 	case ":method":
 		s.fields.method = f.Value
@@ -127,9 +162,12 @@ func (s *side) emit(f hpack.HeaderField) {
 
 // decode feeds a header block fragment to the decoder; at the end of the
 // block it calls done with the fields.
-func (s *side) decode(fragment []byte, end bool, done func(s *side)) error {
+func (s *side) decode(fragment []byte, end bool, done func(s *side) error) error {
 	if _, err := s.dec.Write(fragment); err != nil {
 		return err
+	}
+	if s.listSize > maxHeaderList {
+		return &abuseError{abuseHeaderListSize, fmt.Sprintf("header list of more than %d bytes decoded", maxHeaderList)}
 	}
 	if !end {
 		s.inBlock = true
@@ -139,8 +177,7 @@ func (s *side) decode(fragment []byte, end bool, done func(s *side)) error {
 	if err := s.dec.Close(); err != nil {
 		return err
 	}
-	done(s)
-	return nil
+	return done(s)
 }
 
 // startBlock begins a header block from a HEADERS or PUSH_PROMISE frame.
@@ -150,6 +187,8 @@ func (s *side) startBlock(f *frame) {
 		s.dec.SetAllowedMaxDynamicTableSize(s.allowedTable)
 	}
 	s.fields = headerFields{grpcStatus: metrics.NoGRPCStatus}
+	s.listSize = 0
+	s.dec.SetEmitEnabled(true)
 	s.blockStream = f.StreamID
 	s.blockEnds = f.Type == http2.FrameHeaders && f.Flags.Has(http2.FlagHeadersEndStream)
 	s.blockIsPush = f.Type == http2.FramePushPromise
@@ -165,7 +204,7 @@ func (s *side) expectContinuation(f *frame) error {
 }
 
 // block handles the header block frames of either direction.
-func (s *side) block(f *frame, done func(s *side)) error {
+func (s *side) block(f *frame, done func(s *side) error) error {
 	if f.Type == http2.FrameContinuation {
 		if !s.inBlock || f.StreamID != s.blockStream {
 			return errors.New("CONTINUATION frame outside a header block")
@@ -179,16 +218,20 @@ func (s *side) block(f *frame, done func(s *side)) error {
 	}
 	end := f.Flags.Has(http2.FlagHeadersEndHeaders) // the same bit in all three frame types
 	if s.blockIsPush {
-		done = func(*side) {} // pushed requests are not counted; the block keeps the decoder in step
+		done = func(*side) error { return nil } // pushed requests are not counted; the block keeps the decoder in step
 	}
 	return s.decode(frag, end, done)
 }
 
-// serveRelay relays c to up until both are done.
-func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
+// serveRelay relays c to up until both are done. When the upstream ends
+// or fails before its first frame (it does not speak HTTP/2, or closed
+// at once), nothing has reached the client yet: serveRelay then returns
+// everything the client sent, to be replayed to the fallback server, and
+// ok.
+func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) (replay []byte, ok bool) {
 	r := &relay{
 		p: p, client: c, clientIO: c.Conn, up: up, upIO: conn.RawIO(up),
-		streams: map[uint32]*stream{},
+		streams: map[uint32]*stream{}, verdict: make(chan struct{}),
 	}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		r.source = a.AddrPort()
@@ -198,6 +241,21 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
 	r.responses.init()
 	c.OnDrain(func() { go r.drain() })
 	defer c.OnDrain(nil)
+	// At the drain timeout's end the upstream is closed too, also one
+	// that never sent its first frame.
+	c.OnAbort(r.abort)
+	defer c.OnAbort(nil)
+	if p.keepAlive > 0 {
+		r.mu.Lock()
+		r.lastActive = time.Now()
+		r.idleTimer = time.AfterFunc(p.keepAlive, r.checkIdle)
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			r.idleTimer.Stop()
+			r.mu.Unlock()
+		}()
+	}
 
 	// Bytes read during detection (the preface, perhaps more) go first;
 	// the reader that holds them is not read again.
@@ -209,9 +267,99 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
 		r.pump(c.Raw(), func(n int) { counts.Transferred(int64(n), 0) }, prefix, &r.requests, r.fromClient, r.writeUpstream, r.upIO)
 	}()
 	r.pump(up, func(int) {}, nil, &r.responses, r.fromUpstream, r.writeClient, r.clientIO)
+	if !r.confirmed.Load() {
+		r.gate.Lock()
+		r.fallback = true
+		r.gate.Unlock()
+		close(r.verdict)
+	}
+	if r.fallback && !r.aborted.Load() && !r.calmed.Load() {
+		up.Close()
+		// The client's pump stops at its next read, keeping what it read.
+		c.Raw().SetReadDeadline(time.Unix(1, 0))
+		<-done
+		c.Raw().SetReadDeadline(time.Time{})
+		if !r.aborted.Load() {
+			c.Reader.Discard(len(prefix)) // the backlog begins with them
+			r.gate.Lock()
+			defer r.gate.Unlock()
+			return r.backlog, true
+		}
+	}
 	<-done
 	r.abort()
 	r.finish()
+	return nil, false
+}
+
+// maxBacklog is how much of the client's bytes the relay keeps while it
+// waits for the upstream's first frame; beyond it, it reads no more from
+// the client until then. A client may send about that much before it
+// hears from the server: its first request and the first 64 KiB of
+// flow-controlled data.
+const maxBacklog = 128 << 10
+
+// fromClientEarly passes the client's bytes while the upstream has not
+// yet shown that it speaks HTTP/2: they are kept, and scanned and
+// forwarded unless the upstream already failed (the requests they open
+// are counted once it has shown it). It reports whether it took care of
+// b.
+func (r *relay) fromClientEarly(b []byte, scan func([]byte) error) (handled bool, err error) {
+	r.gate.Lock()
+	if !r.confirmed.Load() && !r.fallback && len(r.backlog) >= maxBacklog {
+		r.gate.Unlock()
+		<-r.verdict
+		r.gate.Lock()
+	}
+	if r.confirmed.Load() {
+		r.gate.Unlock()
+		return false, nil
+	}
+	r.backlog = append(r.backlog, b...)
+	fallback := r.fallback
+	r.gate.Unlock()
+	// Scanning and writing need no lock: only this goroutine does them,
+	// and requestHeaders sees under mu whether confirm has run.
+	if fallback {
+		return true, nil
+	}
+	if err := scan(b); err != nil {
+		return true, err
+	}
+	if _, err := r.upIO.Write(b); err != nil {
+		// The upstream closed: its pump says how (an HTTP/1 answer to
+		// the preface, say), and the bytes are in the backlog.
+		r.p.log.Debug("h2 relay: write to the upstream before its first frame", "direction", r.p.direction, "err", err)
+	}
+	r.forwarded.Store(r.opened.Load())
+	return true, nil
+}
+
+// confirm is called on the upstream's first frame (SETTINGS): the
+// requests opened so far are counted, and the client's bytes are no
+// longer kept.
+func (r *relay) confirm() {
+	r.gate.Lock()
+	defer r.gate.Unlock()
+	r.mu.Lock()
+	ids := make([]uint32, 0, len(r.streams))
+	for id, st := range r.streams {
+		if st.early != nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r.countEarlyLocked(r.streams[id])
+	}
+	for _, rt := range r.earlyReset {
+		rt.Request()
+	}
+	r.earlyReset = nil
+	r.confirmed.Store(true)
+	r.mu.Unlock()
+	r.backlog = nil
+	close(r.verdict)
 }
 
 // pump moves bytes from src to dst, scanning them on the way, until src
@@ -220,17 +368,64 @@ func (p *Proxy) serveRelay(c *conn.Conn, up net.Conn) {
 func (r *relay) pump(src net.Conn, count func(int), prefix []byte, s *side, onFrame func(*frame) error,
 	write func([]byte) error, dst net.Conn) {
 	rd := conn.NewPooledReader(src, &r.p.bufs)
-	pass := func(b []byte) error {
+	early := s == &r.requests
+	scan := func(b []byte) error {
 		s.now = time.Now()
 		if err := s.scan.feed(b, onFrame); err != nil {
 			r.p.log.Debug("h2 relay: closing connection", "direction", r.p.direction, "err", err)
 			return err
 		}
-		return write(b)
+		return nil
+	}
+	pass := func(b []byte) error {
+		if early {
+			if !r.confirmed.Load() {
+				if handled, err := r.fromClientEarly(b, scan); handled || err != nil {
+					return err
+				}
+			}
+			early = false
+		}
+		if err := scan(b); err != nil {
+			return err
+		}
+		if err := write(b); err != nil {
+			return err
+		}
+		if s == &r.requests {
+			r.forwarded.Store(r.opened.Load())
+		}
+		return nil
+	}
+	discard := false // closed for abuse: the client's bytes are dropped until it closes
+	// The upstream's pump leaves a connection whose upstream failed
+	// before its first frame to serveRelay, and so does the client's
+	// pump once that is known.
+	toFallback := func() bool {
+		if s == &r.responses {
+			return !r.confirmed.Load() || r.calmed.Load()
+		}
+		r.gate.Lock()
+		defer r.gate.Unlock()
+		return r.fallback
+	}
+	failed := func(err error) bool {
+		var ab *abuseError
+		if errors.As(err, &ab) {
+			if s == &r.requests {
+				r.calm(ab.reason)
+				discard = true
+				return false
+			}
+			r.p.metrics.HTTP2Abuse(r.p.direction, ab.reason)
+		}
+		if !toFallback() {
+			r.abort()
+		}
+		return true
 	}
 	if len(prefix) > 0 {
-		if pass(prefix) != nil {
-			r.abort()
+		if err := pass(prefix); err != nil && failed(err) {
 			return
 		}
 	}
@@ -238,17 +433,23 @@ func (r *relay) pump(src net.Conn, count func(int), prefix []byte, s *side, onFr
 		bp, n, err := rd.Read()
 		if n > 0 {
 			count(n)
-			perr := pass((*bp)[:n])
+			var perr error
+			if !discard {
+				perr = pass((*bp)[:n])
+			}
 			r.p.bufs.Put(bp)
-			if perr != nil {
-				r.abort()
+			if perr != nil && failed(perr) {
 				return
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			switch {
+			case discard:
+				r.abort()
+			case toFallback():
+			case errors.Is(err, io.EOF):
 				conn.CloseWrite(dst)
-			} else {
+			default:
 				r.abort()
 			}
 			return
@@ -264,6 +465,10 @@ func (r *relay) writeUpstream(b []byte) error {
 func (r *relay) writeClient(b []byte) error {
 	r.toClient.Lock()
 	defer r.toClient.Unlock()
+	if r.calmed.Load() {
+		return errCalmed
+	}
+	r.clientWrote = true
 	if _, err := r.clientIO.Write(b); err != nil {
 		return err
 	}
@@ -319,9 +524,40 @@ func (r *relay) closeIfIdleLocked() {
 	})
 }
 
+var errCalmed = errors.New("connection closed for abuse")
+
+// calm ends an abusive client's connection: nothing more of it goes
+// upstream (that connection is closed), and the client gets GOAWAY with
+// ENHANCE_YOUR_CALM naming the last stream that went upstream, when what
+// it was sent ends at a frame boundary (preceded by SETTINGS when it got
+// nothing yet, as its first frame must be). Its write half is then
+// closed; what it still sends is read and dropped until it closes, or
+// for drainLinger, so the GOAWAY is not lost to a reset.
+func (r *relay) calm(reason string) {
+	if !r.calmed.CompareAndSwap(false, true) {
+		return
+	}
+	r.p.metrics.HTTP2Abuse(r.p.direction, reason)
+	r.p.log.Debug("h2 relay: closing an abusive connection", "direction", r.p.direction, "reason", reason, "client", r.source)
+	r.up.Close()
+	r.toClient.Lock()
+	var f []byte
+	if !r.clientWrote {
+		f = settingsFrame()
+	}
+	if !r.clientWrote || r.clientAtBoundary {
+		f = append(f, goAwayFrame(r.forwarded.Load(), http2.ErrCodeEnhanceYourCalm)...)
+		r.clientIO.Write(f)
+	}
+	r.toClient.Unlock()
+	conn.CloseWrite(r.clientIO)
+	r.client.Raw().SetReadDeadline(time.Now().Add(drainLinger))
+}
+
 // abort closes both connections; the pumps then end.
 func (r *relay) abort() {
 	r.abortOnce.Do(func() {
+		r.aborted.Store(true)
 		r.client.Raw().Close()
 		r.up.Close()
 	})
@@ -337,8 +573,9 @@ func (r *relay) fromClient(f *frame) error {
 		return r.requests.block(f, r.requestHeaders)
 	case http2.FrameRSTStream:
 		if len(f.Payload) == 4 {
-			r.reset(f.StreamID, false, http2.ErrCode(binary.BigEndian.Uint32(f.Payload)))
+			err := r.reset(f.StreamID, false, http2.ErrCode(binary.BigEndian.Uint32(f.Payload)))
 			r.closeIfIdle()
+			return err
 		}
 	case http2.FrameSettings:
 		if v, ok := headerTableSize(f); ok {
@@ -350,6 +587,9 @@ func (r *relay) fromClient(f *frame) error {
 
 // fromUpstream reads the frames the upstream sends.
 func (r *relay) fromUpstream(f *frame) error {
+	if !r.confirmed.Load() {
+		r.confirm()
+	}
 	if err := r.responses.expectContinuation(f); err != nil {
 		return err
 	}
@@ -376,15 +616,25 @@ func (r *relay) fromUpstream(f *frame) error {
 	return nil
 }
 
-// requestHeaders starts a stream, or reads a request's trailers.
-func (r *relay) requestHeaders(s *side) {
+// requestHeaders starts a stream, or reads a request's trailers. A client
+// with more than maxClientStreams open at once is refused.
+func (r *relay) requestHeaders(s *side) error {
 	id := s.blockStream
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if id%2 == 0 || id <= r.lastClient {
-		return // trailers of a request already counted
+		return nil // trailers of a request already counted
+	}
+	if len(r.streams) >= maxClientStreams {
+		return &abuseError{abuseConcurrentStreams, fmt.Sprintf("more than %d streams open", maxClientStreams)}
 	}
 	r.lastClient = id
+	r.opened.Store(id)
+	if s.now.Sub(r.windowStart) >= resetWindow {
+		r.windowStart, r.windowOpened, r.windowPremature = s.now, 0, 0
+	}
+	r.windowOpened++
+	r.lastActive = s.now
 	authority := s.fields.authority
 	if authority == "" {
 		authority = s.fields.host
@@ -394,32 +644,56 @@ func (r *relay) requestHeaders(s *side) {
 		start: s.now,
 		grpc:  metrics.NoGRPCStatus,
 	}
+	if r.confirmed.Load() {
+		r.countLocked(st, s.fields.method, s.fields.scheme, authority, s.fields.path)
+	} else {
+		st.early = &earlyRequest{s.fields.method, s.fields.scheme, authority, s.fields.path}
+	}
+	r.streams[id] = st
+	return nil
+}
+
+// earlyRequest is what tap is told of a request opened before the
+// upstream's first frame, once it comes.
+type earlyRequest struct {
+	method, scheme, authority, path string
+}
+
+// countEarlyLocked counts a request opened before the upstream's first
+// frame.
+func (r *relay) countEarlyLocked(st *stream) {
+	e := st.early
+	st.early = nil
+	r.countLocked(st, e.method, e.scheme, e.authority, e.path)
+}
+
+// countLocked counts a stream's request, and offers it to tap.
+func (r *relay) countLocked(st *stream, method, scheme, authority, path string) {
 	st.route.Request()
 	if r.p.tap != nil && r.p.tap.Observing() {
 		st.call = r.p.tap.Start(&tap.Request{
-			Time: s.now, Direction: r.p.direction,
+			Time: st.start, Direction: r.p.direction,
 			Conn: r.client.ID, Stream: r.client.NextRequest(),
 			Source: r.source, Destination: r.client.OrigDst,
-			Method: s.fields.method, Scheme: s.fields.scheme, Authority: authority, Path: s.fields.path,
+			Method: method, Scheme: scheme, Authority: authority, Path: path,
 		})
 		if st.call != nil {
 			r.tapped.Add(1)
 		}
 	}
-	r.streams[id] = st
 }
 
 // responseHeaders reads a response's headers or trailers.
-func (r *relay) responseHeaders(s *side) {
+func (r *relay) responseHeaders(s *side) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.streams[s.blockStream]
 	if st == nil {
-		return
+		return nil
 	}
 	if !st.answered {
 		if s.fields.status >= 100 && s.fields.status < 200 {
-			return // informational; the final response follows
+			return nil // informational; the final response follows
 		}
 		st.answered, st.status, st.ttfb = true, s.fields.status, s.now.Sub(st.start)
 		st.call.Response(st.status, s.now)
@@ -430,6 +704,7 @@ func (r *relay) responseHeaders(s *side) {
 	if s.blockEnds {
 		r.endLocked(s.blockStream, st, ended, "")
 	}
+	return nil
 }
 
 func (r *relay) responseData(f *frame) {
@@ -445,19 +720,29 @@ func (r *relay) responseData(f *frame) {
 	}
 }
 
-// reset ends a stream that either side reset.
-func (r *relay) reset(id uint32, byUpstream bool, code http2.ErrCode) {
+// reset ends a stream that either side reset. A client that resets more
+// than maxPrematureResets streams within prematureAge of opening them,
+// and at least as many as it lets finish, in resetWindow, is abusive
+// (rapid reset).
+func (r *relay) reset(id uint32, byUpstream bool, code http2.ErrCode) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.streams[id]
 	if st == nil {
-		return
+		return nil
 	}
 	if byUpstream {
 		r.endLocked(id, st, failed, "reset by the server: "+code.String())
-		return
+		return nil
 	}
 	r.endLocked(id, st, cancelled, "reset by the client: "+code.String())
+	if now := r.requests.now; now.Sub(st.start) < prematureAge && !st.start.Before(r.windowStart) {
+		r.windowPremature++
+		if r.windowPremature >= maxPrematureResets && 2*r.windowPremature >= r.windowOpened {
+			return &abuseError{abuseRapidReset, fmt.Sprintf("%d of %d streams reset at once", r.windowPremature, r.windowOpened)}
+		}
+	}
+	return nil
 }
 
 // refusedAfter forgets the streams an upstream GOAWAY says were never
@@ -479,8 +764,21 @@ func (r *relay) refusedAfter(last uint32) {
 // any response is not a response at all and counts nowhere.
 func (r *relay) endLocked(id uint32, st *stream, how outcome, reason string) {
 	delete(r.streams, id)
-	r.untapLocked(st)
 	now := time.Now()
+	r.lastActive = now
+	if r.closing && len(r.streams) == 0 {
+		r.idle.Store(true)
+	}
+	if st.early != nil {
+		// Ended before the upstream said anything: counted once it does,
+		// or now if the connection broke.
+		if how != failed {
+			r.earlyReset = append(r.earlyReset, st.route)
+			return
+		}
+		r.countEarlyLocked(st)
+	}
+	r.untapLocked(st)
 	switch {
 	case how == ended:
 		st.route.Response(st.status, st.grpc).Observe(st.ttfb)
@@ -490,9 +788,6 @@ func (r *relay) endLocked(id uint32, st *stream, how outcome, reason string) {
 		st.route.Failed(metrics.NoStatus).Observe(now.Sub(st.start))
 	}
 	st.call.End(st.bytes, st.grpc, reason, now)
-	if r.closing && len(r.streams) == 0 {
-		r.idle.Store(true)
-	}
 }
 
 func (r *relay) untapLocked(st *stream) {
@@ -510,6 +805,40 @@ func (r *relay) finish() {
 	}
 }
 
+// Limits on what a client may make the upstream do; see the package
+// README for how they compare with other servers'.
+const (
+	// maxClientStreams is how many streams a client may have open at
+	// once. The relay does not announce it (SETTINGS pass end to end; a
+	// client keeps to its server's SETTINGS_MAX_CONCURRENT_STREAMS), so
+	// it is well above what servers announce (Go 100 to 250, nginx 128).
+	maxClientStreams = 1000
+	// maxPrematureResets streams reset by the client within prematureAge
+	// of opening them, and at least half of those it opened, within
+	// resetWindow, is a rapid reset attack (CVE-2023-44487).
+	maxPrematureResets = 100
+	prematureAge       = time.Second
+	resetWindow        = 10 * time.Second
+)
+
+// checkIdle closes the connection gracefully, as drain does, once no
+// stream has been open for the keep-alive timeout.
+func (r *relay) checkIdle() {
+	r.mu.Lock()
+	wait := r.p.keepAlive
+	if len(r.streams) == 0 {
+		wait -= time.Since(r.lastActive)
+	}
+	if wait > 0 {
+		r.idleTimer.Reset(wait)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.p.log.Debug("h2 relay: closing an idle connection", "direction", r.p.direction, "client", r.source)
+	r.drain()
+}
+
 // drainGrace is how long a client has, after the first GOAWAY, to see it
 // before the final one names the last stream the upstream will serve.
 const drainGrace = time.Second
@@ -522,6 +851,10 @@ const drainLinger = time.Second
 // that stops new streams, then, after a grace period, the final GOAWAY;
 // the connection closes once the streams in flight are done.
 func (r *relay) drain() {
+	r.drainOnce.Do(r.drainNow)
+}
+
+func (r *relay) drainNow() {
 	r.sendClient(goAwayFrame(1<<31-1, http2.ErrCodeNo))
 	time.Sleep(drainGrace)
 	r.mu.Lock()

@@ -64,6 +64,8 @@ type Metrics struct {
 	tcpOpen, tcpClose, tcpRead, tcpWrite *prometheus.CounterVec
 	tcpConns                             *prometheus.GaugeVec
 
+	h2Abuse *prometheus.CounterVec
+
 	mu     sync.Mutex
 	routes map[routeKey]*Route
 	counts map[routeDir]int
@@ -131,12 +133,16 @@ func New(w Workload, opts ...Option) *Metrics {
 		tcpWrite: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: contract.MetricTCPWriteBytesTotal, Help: "Bytes written to accepted connections.", ConstLabels: constLabels,
 		}, tcp),
+		h2Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: contract.MetricHTTP2AbuseTotal, Help: "HTTP/2 connections closed for abuse, by reason.", ConstLabels: constLabels,
+		}, []string{contract.LabelDirection, contract.LabelReason}),
 		routes: map[routeKey]*Route{},
 		counts: map[routeDir]int{},
 		tcp:    map[tcpKey]*TCP{},
 	}
 	m.reg.MustRegister(m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpConns, m.tcpRead, m.tcpWrite)
 	m.registerShed(constLabels)
+	m.reg.MustRegister(m.h2Abuse)
 	if cfg.runtime {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -300,6 +306,11 @@ type Response struct {
 func (x *Response) Observe(latency time.Duration) {
 	x.total.Inc()
 	x.latency.Observe(float64(latency) / float64(time.Millisecond))
+}
+
+// HTTP2Abuse counts an HTTP/2 connection closed for abuse.
+func (m *Metrics) HTTP2Abuse(direction, reason string) {
+	m.h2Abuse.WithLabelValues(direction, reason).Inc()
 }
 
 // TCP returns the connection metrics for a direction.

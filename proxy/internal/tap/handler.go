@@ -21,7 +21,15 @@ func Handler(h *Hub) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		serve(w, r, h, f, maxRPS)
+		sub := h.Subscribe(f, maxRPS)
+		if sub == nil {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, fmt.Sprintf("tap: this proxy already streams to %d subscribers, its limit: retry once one has gone", h.maxSubs),
+				http.StatusServiceUnavailable)
+			return
+		}
+		defer sub.Close()
+		serve(w, r, sub)
 	})
 	return mux
 }
@@ -30,10 +38,10 @@ func Handler(h *Hub) http.Handler {
 func ParseQuery(q url.Values) (Filter, int, error) {
 	for k := range q {
 		switch k {
-		case contract.TapParamMethod, contract.TapParamAuthority, contract.TapParamPathPrefix, contract.TapParamMaxRPS:
+		case contract.TapParamMethod, contract.TapParamAuthority, contract.TapParamPathPrefix, contract.TapParamMaxRPS, contract.TapParamQuery:
 		default:
-			return Filter{}, 0, fmt.Errorf("tap: unknown parameter %q (want %s, %s, %s or %s)", k,
-				contract.TapParamMethod, contract.TapParamAuthority, contract.TapParamPathPrefix, contract.TapParamMaxRPS)
+			return Filter{}, 0, fmt.Errorf("tap: unknown parameter %q (want %s, %s, %s, %s or %s)", k,
+				contract.TapParamMethod, contract.TapParamAuthority, contract.TapParamPathPrefix, contract.TapParamMaxRPS, contract.TapParamQuery)
 		}
 		if len(q[k]) > 1 {
 			return Filter{}, 0, fmt.Errorf("tap: parameter %q given %d times", k, len(q[k]))
@@ -47,6 +55,15 @@ func ParseQuery(q url.Values) (Filter, int, error) {
 	for _, c := range f.Method {
 		if c <= ' ' || c >= 0x7f {
 			return Filter{}, 0, fmt.Errorf("tap: parameter %s %q: not an HTTP method", contract.TapParamMethod, f.Method)
+		}
+	}
+	if v, ok := q[contract.TapParamQuery]; ok {
+		switch v[0] {
+		case "1", "true":
+			f.ShowQuery = true
+		case "0", "false":
+		default:
+			return Filter{}, 0, fmt.Errorf("tap: parameter %s %q: want 1 (show query values) or 0", contract.TapParamQuery, v[0])
 		}
 	}
 	maxRPS := contract.TapDefaultMaxRPS
@@ -65,9 +82,7 @@ func ParseQuery(q url.Values) (Filter, int, error) {
 // waking five times a second keeps them at most 1.2 s apart.
 const noticeEvery = 200 * time.Millisecond
 
-func serve(w http.ResponseWriter, r *http.Request, h *Hub, f Filter, maxRPS int) {
-	sub := h.Subscribe(f, maxRPS)
-	defer sub.Close()
+func serve(w http.ResponseWriter, r *http.Request, sub *Subscription) {
 	w.Header().Set("Content-Type", contract.TapContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -77,6 +92,7 @@ func serve(w http.ResponseWriter, r *http.Request, h *Hub, f Filter, maxRPS int)
 		return
 	}
 	enc := json.NewEncoder(w) // one line per event
+	enc.SetEscapeHTML(false)  // "<redacted>", not "\u003credacted\u003e"
 	tick := time.NewTicker(noticeEvery)
 	defer tick.Stop()
 	var buf []contract.TapEvent

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/conduitmesh/conduit/pkg/contract"
 	"golang.org/x/time/rate"
@@ -47,21 +48,61 @@ type Filter struct {
 	Method     string
 	Authority  string
 	PathPrefix string
+	// ShowQuery shows the values in paths' query strings. Without it
+	// each value is replaced by Redacted (the keys stay), and PathPrefix
+	// is matched against the path so redacted, so it cannot be used to
+	// guess a value either.
+	ShowQuery bool
 }
 
-func (f Filter) match(r *Request) bool {
+func (f Filter) match(r *Request, path string) bool {
 	return (f.Method == "" || f.Method == r.Method) &&
 		(f.Authority == "" || f.Authority == r.Authority) &&
-		strings.HasPrefix(r.Path, f.PathPrefix)
+		strings.HasPrefix(path, f.PathPrefix)
+}
+
+// Redacted replaces query values in the paths a subscriber is shown,
+// unless it asked for them (Filter.ShowQuery).
+const Redacted = "<redacted>"
+
+// RedactQuery returns path with every value in its query string replaced
+// by Redacted: "/a?token=x&b" becomes "/a?token=<redacted>&<redacted>" (a
+// part without "=" may be a value on its own). A path without a query
+// is returned as it is.
+func RedactQuery(path string) string {
+	i := strings.IndexByte(path, '?')
+	if i < 0 {
+		return path
+	}
+	var b strings.Builder
+	b.Grow(len(path) + 16)
+	b.WriteString(path[:i+1])
+	for j, part := range strings.Split(path[i+1:], "&") {
+		if j > 0 {
+			b.WriteByte('&')
+		}
+		key, value, hasValue := strings.Cut(part, "=")
+		switch {
+		case hasValue && value == "":
+			b.WriteString(part)
+		case hasValue:
+			b.WriteString(key)
+			b.WriteString("=" + Redacted)
+		case part != "":
+			b.WriteString(Redacted)
+		}
+	}
+	return b.String()
 }
 
 // Hub fans requests out to subscribers. The zero value is not usable; see
 // NewHub.
 type Hub struct {
-	active atomic.Bool
-	mu     sync.Mutex
-	subs   atomic.Pointer[[]*Subscription]
-	now    func() time.Time
+	active  atomic.Bool
+	mu      sync.Mutex
+	subs    atomic.Pointer[[]*Subscription]
+	now     func() time.Time
+	maxSubs int
 }
 
 // HubOption configures a Hub.
@@ -71,9 +112,19 @@ type HubOption func(*Hub)
 // (tests).
 func WithClock(now func() time.Time) HubOption { return func(h *Hub) { h.now = now } }
 
+// WithMaxSubscribers sets how many subscribers the hub takes at once
+// (MaxSubscribers by default).
+func WithMaxSubscribers(n int) HubOption { return func(h *Hub) { h.maxSubs = n } }
+
+// MaxSubscribers is how many subscribers a hub takes at once by default.
+// Each one costs the proxy a goroutine, a connection and up to QueueBytes
+// of events; `meshstat tap` takes one per pod and invocation, so this
+// leaves room for a handful of people tapping at once.
+const MaxSubscribers = 16
+
 // NewHub returns a Hub with no subscribers.
 func NewHub(opts ...HubOption) *Hub {
-	h := &Hub{now: time.Now}
+	h := &Hub{now: time.Now, maxSubs: MaxSubscribers}
 	for _, o := range opts {
 		o(h)
 	}
@@ -84,13 +135,30 @@ func NewHub(opts ...HubOption) *Hub {
 // Observing reports whether anyone subscribes.
 func (h *Hub) Observing() bool { return h != nil && h.active.Load() }
 
-// QueueLimit is how many events a subscriber may have waiting. A request
-// is admitted only with room for all three of its events, so a slow reader
-// loses whole requests (counted as dropped), never parts of one.
-const QueueLimit = 3 * 1024
+// QueueBytes bounds the memory a subscriber's events take while they wait
+// to be written, counted with eventCost (the events the stream is writing
+// count until it takes the next ones). A request is admitted only with
+// room for all three of its events, so a slow or stalled reader loses
+// whole requests (counted as dropped), never parts of one.
+const QueueBytes = 128 << 10
+
+// eventOverhead is what one queued event takes besides its strings.
+const eventOverhead = int(unsafe.Sizeof(contract.TapEvent{}))
+
+// laterCost is what is reserved for each of a shown request's response
+// and end events: the event, and its shared strings and error message
+// up to that many bytes each.
+const laterCost = eventOverhead + 256
+
+// eventCost is what e takes in a queue: the event and its strings.
+func eventCost(e *contract.TapEvent) int {
+	return eventOverhead + len(e.ID) + len(e.Source) + len(e.Destination) +
+		len(e.Method) + len(e.Scheme) + len(e.Authority) + len(e.Path) + len(e.Error)
+}
 
 // Subscribe adds a subscriber shown at most maxRPS requests per second.
-// It must be closed with Close.
+// It must be closed with Close. It returns nil when the hub already has
+// its maximum of subscribers.
 func (h *Hub) Subscribe(f Filter, maxRPS int) *Subscription {
 	if maxRPS <= 0 {
 		maxRPS = contract.TapDefaultMaxRPS
@@ -105,6 +173,10 @@ func (h *Hub) Subscribe(f Filter, maxRPS int) *Subscription {
 	}
 	h.mu.Lock()
 	old := *h.subs.Load()
+	if len(old) >= h.maxSubs {
+		h.mu.Unlock()
+		return nil
+	}
 	next := append(append(make([]*Subscription, 0, len(old)+1), old...), s)
 	h.subs.Store(&next)
 	h.active.Store(true)
@@ -133,8 +205,16 @@ func (h *Hub) Start(r *Request) *Call {
 		return nil
 	}
 	var c *Call
+	redacted, isRedacted := "", false
 	for _, s := range *h.subs.Load() {
-		if !s.filter.match(r) {
+		path := r.Path
+		if !s.filter.ShowQuery {
+			if !isRedacted {
+				redacted, isRedacted = RedactQuery(r.Path), true
+			}
+			path = redacted
+		}
+		if !s.filter.match(r, path) {
 			continue
 		}
 		if c == nil {
@@ -148,7 +228,7 @@ func (h *Hub) Start(r *Request) *Call {
 		}
 		e := c.base
 		e.Type, e.Time = contract.TapRequest, r.Time
-		e.Method, e.Scheme, e.Authority, e.Path = r.Method, r.Scheme, r.Authority, r.Path
+		e.Method, e.Scheme, e.Authority, e.Path = r.Method, r.Scheme, r.Authority, path
 		if s.admit(e) {
 			c.subs = append(c.subs, s)
 		}
@@ -232,7 +312,9 @@ type Subscription struct {
 
 	mu       sync.Mutex
 	queue    []contract.TapEvent
-	reserved int // slots promised to shown requests' later events
+	bytes    int // what queue, reserved and taken come to (eventCost)
+	reserved int // bytes promised to shown requests' later events
+	taken    int // bytes of the events the stream took last, being written
 	dropped  uint64
 	lastOut  time.Time // when the last dropped notice went out
 	closed   bool
@@ -247,17 +329,18 @@ func (s *Subscription) admit(e contract.TapEvent) bool {
 	if s.closed {
 		return false
 	}
-	need := 3
+	need := eventCost(&e) + 2*laterCost
 	if s.dropped > 0 {
-		need++
+		need += eventOverhead
 	}
-	if len(s.queue)+s.reserved+need > QueueLimit || !s.limit.AllowN(now, 1) {
+	if s.bytes+need > QueueBytes || !s.limit.AllowN(now, 1) {
 		s.dropped++
 		return false
 	}
 	s.noticeLocked(now)
 	s.queue = append(s.queue, e)
-	s.reserved += 2
+	s.reserved += 2 * laterCost
+	s.bytes += eventCost(&e) + 2*laterCost
 	s.signal()
 	return true
 }
@@ -267,7 +350,9 @@ func (s *Subscription) noticeLocked(now time.Time) {
 	if s.dropped == 0 {
 		return
 	}
-	s.queue = append(s.queue, contract.TapEvent{Type: contract.TapDropped, Time: now, Dropped: s.dropped})
+	e := contract.TapEvent{Type: contract.TapDropped, Time: now, Dropped: s.dropped}
+	s.queue = append(s.queue, e)
+	s.bytes += eventCost(&e)
 	s.dropped, s.lastOut = 0, now
 }
 
@@ -275,7 +360,8 @@ func (s *Subscription) push(e contract.TapEvent, release int) {
 	s.mu.Lock()
 	if !s.closed {
 		s.queue = append(s.queue, e)
-		s.reserved -= release
+		s.reserved -= release * laterCost
+		s.bytes += eventCost(&e) - release*laterCost
 		s.signal()
 	}
 	s.mu.Unlock()
@@ -293,7 +379,8 @@ func (s *Subscription) Ready() <-chan struct{} { return s.ready }
 
 // Take returns the events waiting, oldest first, and appends a dropped
 // notice when requests were dropped and no notice went out for a second.
-// buf is reused for the result.
+// buf is the previous result, done with: its events stop counting
+// against QueueBytes now, the returned ones until the next Take.
 func (s *Subscription) Take(buf []contract.TapEvent) []contract.TapEvent {
 	now := s.now()
 	s.mu.Lock()
@@ -301,9 +388,14 @@ func (s *Subscription) Take(buf []contract.TapEvent) []contract.TapEvent {
 	if s.dropped > 0 && now.Sub(s.lastOut) >= time.Second {
 		s.noticeLocked(now)
 	}
-	out := append(buf[:0], s.queue...)
-	clear(s.queue)
-	s.queue = s.queue[:0]
+	clear(buf)
+	out := s.queue
+	s.queue = buf[:0]
+	s.bytes -= s.taken
+	s.taken = 0
+	for i := range out {
+		s.taken += eventCost(&out[i])
+	}
 	return out
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -200,32 +201,140 @@ func TestRateLimitDropsWholeRequests(t *testing.T) {
 	}
 }
 
-// A reader that does not keep up loses whole requests, counted.
+// A reader that does not keep up loses whole requests, counted, and what
+// it holds stays within QueueBytes however long the paths.
 func TestSlowReaderDropsWholeRequests(t *testing.T) {
 	h := NewHub()
 	s := h.Subscribe(Filter{}, 1_000_000)
 	defer s.Close()
+	long := "/" + strings.Repeat("p", 2000)
 	var open []*Call
-	for i := range QueueLimit {
-		if c := h.Start(request(uint64(i), "GET", "a", "/")); c != nil {
+	const offered = 1000
+	for i := range offered {
+		if c := h.Start(request(uint64(i), "GET", "a", long)); c != nil {
 			open = append(open, c)
 		}
+		if s.bytes > QueueBytes {
+			t.Fatalf("after %d requests the subscriber holds %d bytes, over %d", i+1, s.bytes, QueueBytes)
+		}
 	}
-	if len(open) != QueueLimit/3 {
-		t.Fatalf("%d requests admitted, want %d", len(open), QueueLimit/3)
+	perRequest := 3*eventOverhead + 3*len("7:999") + 3*len("10.0.0.1:5000") + 3*len("10.0.0.2:8080") + len("GET") + len("http") + len("a") + len(long)
+	if len(open) == 0 || len(open) > QueueBytes/perRequest+1 || len(open) < QueueBytes/(perRequest+2*laterCost)-1 {
+		t.Fatalf("%d requests admitted, want about %d", len(open), QueueBytes/perRequest)
 	}
 	for _, c := range open {
 		c.Response(200, t0)
 		c.End(0, NoGRPCStatus, "", t0)
 	}
+	if s.reserved != 0 || s.bytes > QueueBytes {
+		t.Fatalf("reserved %d, holding %d bytes after the requests ended", s.reserved, s.bytes)
+	}
+	held := s.bytes
 	got := s.Take(nil)
-	if len(got) != QueueLimit {
-		t.Fatalf("%d events, want %d", len(got), QueueLimit)
+	if len(got) != 3*len(open) {
+		t.Fatalf("%d events, want %d", len(got), 3*len(open))
+	}
+	// The taken events count until the next Take: the stream is writing
+	// them.
+	if s.bytes != held {
+		t.Fatalf("holding %d bytes after Take, want still %d", s.bytes, held)
+	}
+	got = s.Take(got)
+	if len(got) != 0 || s.bytes != 0 {
+		t.Fatalf("events %+v, %d bytes", got, s.bytes)
 	}
 	whole(h, request(99999, "GET", "a", "/"))
-	got = s.Take(nil)
-	if got[0].Type != contract.TapDropped || got[0].Dropped != QueueLimit-QueueLimit/3 {
-		t.Fatalf("first event %+v, want a notice of %d drops", got[0], QueueLimit-QueueLimit/3)
+	got = s.Take(got)
+	if got[0].Type != contract.TapDropped || got[0].Dropped != offered-uint64(len(open)) {
+		t.Fatalf("first event %+v, want a notice of %d drops", got[0], offered-len(open))
+	}
+	if got[1].ID != "7:99999" {
+		t.Fatalf("then %+v, want the request", got[1])
+	}
+}
+
+// A hub takes MaxSubscribers at once; one more is refused until one
+// leaves.
+func TestSubscriberCap(t *testing.T) {
+	h := NewHub(WithMaxSubscribers(2))
+	a, b := h.Subscribe(Filter{}, 1), h.Subscribe(Filter{}, 1)
+	if a == nil || b == nil {
+		t.Fatal("refused a subscriber under the cap")
+	}
+	if c := h.Subscribe(Filter{}, 1); c != nil {
+		t.Fatal("took a subscriber over the cap")
+	}
+	a.Close()
+	c := h.Subscribe(Filter{}, 1)
+	if c == nil {
+		t.Fatal("refused a subscriber after one left")
+	}
+	c.Close()
+	b.Close()
+	if NewHub().maxSubs != MaxSubscribers {
+		t.Fatal("default cap")
+	}
+}
+
+func TestHandlerRefusesOverTheCap(t *testing.T) {
+	h := NewHub(WithMaxSubscribers(1))
+	srv := httptest.NewServer(Handler(h))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+contract.TapPath, nil)
+	first, err := http.DefaultClient.Do(req)
+	if err != nil || first.StatusCode != 200 {
+		t.Fatalf("first subscriber: %v %v", first, err)
+	}
+	defer first.Body.Close()
+	resp, err := http.Get(srv.URL + contract.TapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(string(body), "1 subscribers, its limit") {
+		t.Fatalf("second subscriber: %s %q (Retry-After %q)", resp.Status, body, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestRedactQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"/":                           "/",
+		"/a/b":                        "/a/b",
+		"/a?":                         "/a?",
+		"/cb?code=abc&state=xyz":      "/cb?code=<redacted>&state=<redacted>",
+		"/x?token=s3cr3t&empty=&flag": "/x?token=<redacted>&empty=&<redacted>",
+		"/x?a=1=2&&b=3":               "/x?a=<redacted>&&b=<redacted>",
+		"/p%3Fq?k=v":                  "/p%3Fq?k=<redacted>",
+	} {
+		if got := RedactQuery(in); got != want {
+			t.Errorf("RedactQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Query values are redacted unless the subscriber asked for them, and a
+// path filter cannot find a value by its prefix.
+func TestQueryRedactedByDefault(t *testing.T) {
+	h := NewHub()
+	plain := h.Subscribe(Filter{}, 100)
+	shown := h.Subscribe(Filter{ShowQuery: true}, 100)
+	probe := h.Subscribe(Filter{PathPrefix: "/login?token=s"}, 100)
+	defer plain.Close()
+	defer shown.Close()
+	defer probe.Close()
+	whole(h, request(1, "GET", "a", "/login?token=s3cr3t&user=bob"))
+	if got := plain.Take(nil); len(got) != 3 || got[0].Path != "/login?token=<redacted>&user=<redacted>" {
+		t.Fatalf("default subscriber saw %+v", got)
+	}
+	if got := shown.Take(nil); len(got) != 3 || got[0].Path != "/login?token=s3cr3t&user=bob" {
+		t.Fatalf("subscriber with query=1 saw %+v", got)
+	}
+	if got := probe.Take(nil); len(got) != 0 {
+		t.Fatalf("a path filter matched a query value: %+v", got)
 	}
 }
 
@@ -234,8 +343,11 @@ func TestParseQuery(t *testing.T) {
 	if err != nil || n != 7 || f != (Filter{Method: "GET", Authority: "a:1", PathPrefix: "/x"}) {
 		t.Fatalf("got %+v %d %v", f, n, err)
 	}
-	if _, n, _ := ParseQuery(url.Values{}); n != contract.TapDefaultMaxRPS {
-		t.Fatalf("default max_rps %d", n)
+	if f, n, _ := ParseQuery(url.Values{}); n != contract.TapDefaultMaxRPS || f.ShowQuery {
+		t.Fatalf("default max_rps %d, query shown %v", n, f.ShowQuery)
+	}
+	if f, _, err := ParseQuery(url.Values{"query": {"1"}}); err != nil || !f.ShowQuery {
+		t.Fatalf("query=1: %+v %v", f, err)
 	}
 	for _, bad := range []struct{ q, want string }{
 		{"max_rps=0", `max_rps "0"`},
@@ -244,6 +356,7 @@ func TestParseQuery(t *testing.T) {
 		{"colour=red", `"colour"`},
 		{"method=GET&method=POST", `"method" given 2 times`},
 		{"method=G%20T", `method "G T"`},
+		{"query=yes", `query "yes"`},
 	} {
 		q, _ := url.ParseQuery(bad.q)
 		if _, _, err := ParseQuery(q); err == nil || !strings.Contains(err.Error(), bad.want) {

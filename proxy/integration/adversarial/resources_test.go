@@ -118,9 +118,10 @@ func TestResourcesOpaqueIdleTimeout(t *testing.T) {
 	args := meshtest.WithArgs("--opaque-idle-timeout="+idle.String(), "--detect-timeout=300ms")
 	m, apps := resourcesMesh(t, []meshtest.ProxyOption{args}, []meshtest.ProxyOption{args})
 
+	// The proxies' idle clocks start when they accept, after this.
+	start := time.Now()
 	silent := resourcesDial(t, m, resourcesSilentPort)
 	detected := resourcesDial(t, m, resourcesDetectPort)
-	start := time.Now()
 	talking := resourcesDial(t, m, resourcesEchoPort)
 	talkDone := make(chan error, 1)
 	go func() {

@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/conduitmesh/conduit/proxy/internal/httpsyntax"
 )
 
 // Protocol is what a connection was detected to speak.
@@ -84,7 +86,7 @@ func Classify(b []byte) (p Protocol, done bool) {
 // at most once per call and stops at the first line end.
 func classifyHTTP1(b []byte) (Protocol, bool) {
 	i := 0
-	for i < len(b) && isTokenChar[b[i]] {
+	for i < len(b) && httpsyntax.IsTokenChar[b[i]] {
 		i++
 	}
 	if i == len(b) {
@@ -126,21 +128,6 @@ func versionAt(v []byte, target bool) (Protocol, bool) {
 	}
 	return HTTP1, true
 }
-
-// isTokenChar is RFC 9110's tchar.
-var isTokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // Fallback is the protocol to use when detection stops before Classify was
 // done (timeout, EOF or full buffer). A request line longer than the buffer

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"strconv"
+
+	"github.com/conduitmesh/conduit/proxy/internal/httpsyntax"
 )
 
 // Errors from copying a body say which side failed, so the proxy knows
@@ -230,7 +232,7 @@ func validTrailer(line []byte) bool {
 			colon = i
 			break
 		}
-		if !isTokenChar[c] {
+		if !httpsyntax.IsTokenChar[c] {
 			return false
 		}
 	}

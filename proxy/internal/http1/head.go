@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+
+	"github.com/conduitmesh/conduit/proxy/internal/httpsyntax"
 )
 
 // MaxHeadSize bounds a request or response head (start line, fields and
@@ -210,7 +212,7 @@ func (h *head) parseRequestLine(s span) error {
 		return errBadRequestLine
 	}
 	for _, c := range line[:sp1] {
-		if !isTokenChar[c] {
+		if !httpsyntax.IsTokenChar[c] {
 			return errBadRequestLine
 		}
 	}
@@ -273,7 +275,7 @@ func (h *head) parseField(s span) error {
 		return errBadField
 	}
 	for _, c := range line[:colon] {
-		if !isTokenChar[c] {
+		if !httpsyntax.IsTokenChar[c] {
 			return errBadField
 		}
 	}
@@ -578,21 +580,6 @@ func equalFoldBytes(a, b []byte) bool {
 	}
 	return true
 }
-
-// isTokenChar is RFC 9110's tchar.
-var isTokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // isHostChar is net/http's set of Host bytes: unreserved, sub-delims,
 // pct-encoded, and ':' '[' ']' for a port and IPv6.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -168,13 +167,7 @@ func (b *flowBackend) waitGone(t *testing.T, d time.Duration, what string) time.
 // (through both proxies).
 func flowDial(t *testing.T, m *meshtest.Mesh) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := m.Client.Dial(ctx, "tcp4", fmt.Sprintf("%s:%d", meshtest.ServerAddr, flowPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := m.DialServer(t, flowPort)
 	return c, bufio.NewReader(c)
 }
 
@@ -331,19 +324,8 @@ func TestFlowSIGTERMHungBackend(t *testing.T) {
 	c, br := flowDial(t, m)
 	fmt.Fprintf(c, "GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
 	b.waitRequest(t)
-	start := time.Now()
-	if err := m.ServerProxy.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	exited, err := m.ServerProxy.Wait(10 * time.Second)
-	if !exited {
-		t.Fatal("proxy still running 10s after SIGTERM with a 2s drain timeout")
-	}
-	if d := time.Since(start); d < 1500*time.Millisecond || d > 5*time.Second {
+	if d := m.ServerProxy.Terminate(t, 10*time.Second); d < 1500*time.Millisecond || d > 5*time.Second {
 		t.Fatalf("proxy exited %v after SIGTERM, want about its 2s drain timeout", d)
-	}
-	if err != nil {
-		t.Errorf("proxy exit: %v, want a clean exit", err)
 	}
 	b.waitGone(t, 2*time.Second, "backend of the aborted request")
 	// The client gets an answer or a close, not a hang.

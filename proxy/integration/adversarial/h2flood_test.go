@@ -55,13 +55,7 @@ type h2floodClient struct {
 
 func h2floodDial(t *testing.T, m *meshtest.Mesh) *h2floodClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := m.Client.Dial(ctx, "tcp4", fmt.Sprintf("%s:%d", meshtest.ServerAddr, h2floodPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := m.DialServer(t, h2floodPort)
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	fc := &h2floodClient{c: c, fr: http2.NewFramer(c, c)}
 	fc.enc = hpack.NewEncoder(&fc.hb)

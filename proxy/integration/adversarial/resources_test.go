@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -87,14 +86,7 @@ func resourcesMesh(t *testing.T, client, server []meshtest.ProxyOption) (*meshte
 
 func resourcesDial(t *testing.T, m *meshtest.Mesh, port int) net.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := m.Client.Dial(ctx, "tcp4", fmt.Sprintf("%s:%d", meshtest.ServerAddr, port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return m.DialServer(t, port)
 }
 
 // resourcesClosedAfter waits up to limit for c to be closed by the other
@@ -289,19 +281,8 @@ func TestResourcesDrainOpaqueSilentServer(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the connection never reached the application")
 	}
-	start := time.Now()
-	if err := m.ServerProxy.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	exited, err := m.ServerProxy.Wait(10 * time.Second)
-	if !exited {
-		t.Fatal("proxy still running 10s after SIGTERM with a 2s drain timeout")
-	}
-	if d := time.Since(start); d < 2*time.Second || d > 4*time.Second {
+	if d := m.ServerProxy.Terminate(t, 10*time.Second); d < 2*time.Second || d > 4*time.Second {
 		t.Errorf("proxy exited %v after SIGTERM, want at the 2s drain timeout", d)
-	}
-	if err != nil {
-		t.Errorf("exit after SIGTERM: %v, want a clean exit", err)
 	}
 	select {
 	case <-apps.closed:

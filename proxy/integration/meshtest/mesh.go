@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -368,4 +369,37 @@ func RemoveSharedBinaries() {
 	if sharedDir != "" {
 		os.RemoveAll(sharedDir)
 	}
+}
+
+// DialServer connects from the client namespace to port on the server's
+// IPv4 address (through the client's redirect, so through both proxies);
+// the connection is closed when the test ends.
+func (m *Mesh) DialServer(t T, port int) net.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := m.Client.Dial(ctx, "tcp4", fmt.Sprintf("%s:%d", ServerAddr, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Terminate sends SIGTERM and waits up to limit for the proxy to exit
+// cleanly; it returns how long the exit took.
+func (p *Proxy) Terminate(t T, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited, err := p.Wait(limit)
+	if !exited {
+		t.Fatalf("proxy still running %v after SIGTERM", limit)
+	}
+	if err != nil {
+		t.Errorf("proxy exit after SIGTERM: %v, want a clean exit", err)
+	}
+	return time.Since(start)
 }

@@ -173,9 +173,8 @@ func TestOpaqueIdleTimeout(t *testing.T) {
 func TestEarlyDialsBounded(t *testing.T) {
 	b := newSilentBackend(t)
 	_, addr := newTestServer(t, Config{OrigDst: origdst.Fixed(b.addr), DetectTimeout: time.Minute, MaxEarlyDials: 2})
-	var clients []net.Conn
 	for range 6 {
-		clients = append(clients, dialClient(t, addr))
+		dialClient(t, addr) // silent; closed when the test ends
 	}
 	waitFor(t, 2*time.Second, "two early upstream connections", func() bool { return b.accepted.Load() >= 2 })
 	// The other four are well past their 1 ms window after 200 ms.

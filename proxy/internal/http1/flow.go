@@ -27,8 +27,13 @@ import (
 
 // watchDelay is how long a response head may take before the client
 // connection is watched for a close: a fast response costs a timer reset
-// and stop, a slow one a goroutine and a peek.
-const watchDelay = 10 * time.Millisecond
+// and stop, a slow one a goroutine and a peek. Not shorter: a stopped
+// timer stays in the runtime's heap until its time comes and wakes the
+// process then, so at 10 ms a paced load (a request every few tens of
+// milliseconds per connection) paid a wake-up per request; at 100 ms each
+// request pushes its connection's timer on, and the wake-ups are a few a
+// second per connection.
+const watchDelay = 100 * time.Millisecond
 
 // aliveCheckAfter is how long the connection a client connection keeps
 // must have carried no request before it is checked (alive) on reuse. The

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +171,18 @@ func serveOrigDst(l net.Listener, name string) {
 		default:
 			fmt.Fprintf(c, "%s %s\n", name, dst)
 		}
-		c.Close()
+		go lingerClose(c)
 	}
+}
+
+// lingerClose half-closes c and reads until the peer closes (5 s at most)
+// before closing: a close with unread bytes (curl's telnet negotiation)
+// sends a reset, which can reach curl before it has read the line.
+func lingerClose(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, c)
+	c.Close()
 }
